@@ -1,0 +1,27 @@
+// GET /api/rotations?keyId=...&limit=&continuationToken=: audit records, newest first, page by page.
+import { app } from '@azure/functions';
+import { z } from 'zod';
+import { handled, keyIdField, readQuery } from '../src/hosting/http';
+import { rotator } from '../src/hosting/services';
+
+const HistoryQuery = z.object({
+  keyId: keyIdField,
+  limit: z.coerce
+    .number({ error: 'must be a number' })
+    .int('must be a whole number')
+    .min(1, 'must be at least 1')
+    .max(1000, 'must be at most 1000')
+    .optional()
+    .default(50),
+  continuationToken: z.string().min(1).optional(),
+});
+
+app.http('rotationHistory', {
+  methods: ['GET'],
+  authLevel: 'function',
+  route: 'rotations',
+  handler: handled(async (request) => {
+    const { keyId, limit, continuationToken } = readQuery(request, HistoryQuery);
+    return { status: 200, jsonBody: await rotator.history(keyId, limit, continuationToken) };
+  }),
+});

@@ -1,0 +1,81 @@
+// The audit log in Azure Table Storage: one partition per key, rows ordered newest first by an inverted time.
+import { TableClient } from '@azure/data-tables';
+import type { TableEntityResult } from '@azure/data-tables';
+import { keyLabel } from '../domain/keyId';
+import type { KeyName } from '../domain/keyId';
+import type { AuditLog, AuditPage, AuditRecord } from '../domain/ports';
+import { guard } from './azureErrors';
+
+export const AUDIT_TABLE = 'RotationAudit';
+const MAX_TICKS = 9_999_999_999_999;
+
+/** Table keys may not contain / \ # ? or control characters. */
+export function partitionFor(key: KeyName): string {
+  return keyLabel(key).replace(/[/\\#?\u0000-\u001f\u007f-\u009f]/g, '|');
+}
+
+type AuditEntity = Omit<AuditRecord, 'time'> & { partitionKey: string; rowKey: string; time: Date };
+
+export class AuditTableAdapter implements AuditLog {
+  private ready: Promise<void> | undefined;
+
+  constructor(private readonly table: TableClient) {}
+
+  async append(records: AuditRecord[]): Promise<void> {
+    if (!records.length) return;
+    await this.ensureTable();
+    // Rows of one partition go in transactions of up to 100; partitions differ only across keys.
+    const byPartition = new Map<string, AuditEntity[]>();
+    for (const record of records) {
+      const partitionKey = record.keyId ? partitionFor(keyOf(record.keyId)) : 'unknown-key';
+      const rowKey = `${String(MAX_TICKS - record.time.getTime()).padStart(13, '0')}-${record.id}`;
+      const entity = Object.fromEntries(
+        Object.entries({ ...record, partitionKey, rowKey }).filter(([, v]) => v !== undefined),
+      ) as AuditEntity;
+      byPartition.set(partitionKey, [...(byPartition.get(partitionKey) ?? []), entity]);
+    }
+    await guard('the audit table', async () => {
+      for (const entities of byPartition.values()) {
+        for (let i = 0; i < entities.length; i += 100) {
+          await this.table.submitTransaction(entities.slice(i, i + 100).map((e) => ['create', e]));
+        }
+      }
+    });
+  }
+
+  async list(key: KeyName, limit: number, continuationToken?: string): Promise<AuditPage> {
+    await this.ensureTable();
+    return guard('the audit table', async () => {
+      const pages = this.table
+        .listEntities<AuditEntity>({
+          queryOptions: { filter: `PartitionKey eq '${partitionFor(key).replace(/'/g, "''")}'` },
+        })
+        .byPage({ maxPageSize: limit, ...(continuationToken ? { continuationToken } : {}) });
+      const first = await pages.next();
+      if (first.done) return { records: [] };
+      const page = first.value;
+      return {
+        records: page.slice(0, limit).map(toRecord),
+        ...(page.continuationToken ? { continuationToken: page.continuationToken } : {}),
+      };
+    });
+  }
+
+  private ensureTable(): Promise<void> {
+    this.ready ??= guard('the audit table', () => this.table.createTable()).catch((error: unknown) => {
+      this.ready = undefined;
+      throw error;
+    });
+    return this.ready;
+  }
+}
+
+function keyOf(keyId: string): KeyName {
+  const url = new URL(keyId);
+  return { vaultUrl: `https://${url.host.toLowerCase()}`, name: url.pathname.split('/')[2] ?? '' };
+}
+
+function toRecord(entity: TableEntityResult<AuditEntity>): AuditRecord {
+  const { partitionKey: _p, rowKey: _r, etag: _e, timestamp: _t, ...record } = entity;
+  return { ...record, time: new Date(record.time) } as AuditRecord;
+}

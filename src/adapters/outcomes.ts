@@ -1,0 +1,43 @@
+// Outcome events as CloudEvents on an Event Grid topic, so alert rules and other systems can react.
+import type { TokenCredential } from '@azure/core-auth';
+import { AzureKeyCredential, EventGridPublisherClient } from '@azure/eventgrid';
+import type { Outcome, OutcomePublisher } from '../domain/ports';
+import { guard } from './azureErrors';
+
+export const OUTCOME_SOURCE = '/cmk-rotator';
+const BATCH = 100;
+
+export class EventGridOutcomePublisher implements OutcomePublisher {
+  private readonly client: EventGridPublisherClient<'CloudEvent'>;
+
+  constructor(endpoint: string, credential: TokenCredential | { key: string }) {
+    this.client = new EventGridPublisherClient(
+      endpoint,
+      'CloudEvent',
+      'key' in credential ? new AzureKeyCredential(credential.key) : credential,
+    );
+  }
+
+  async publish(outcomes: Outcome[]): Promise<void> {
+    await guard('the outcome topic', async () => {
+      for (let i = 0; i < outcomes.length; i += BATCH) {
+        await this.client.send(
+          outcomes.slice(i, i + BATCH).map((o) => ({
+            type: o.type,
+            source: OUTCOME_SOURCE,
+            subject: o.subject,
+            data: o.data,
+            datacontenttype: 'application/json',
+          })),
+        );
+      }
+    });
+  }
+}
+
+/** Used when no topic is configured: the logs and the audit table still carry every outcome. */
+export class NoOutcomePublisher implements OutcomePublisher {
+  publish(): Promise<void> {
+    return Promise.resolve();
+  }
+}

@@ -1,0 +1,155 @@
+// App settings, read and validated once. One error lists every problem; values of secrets are never echoed.
+import { z } from 'zod';
+import { normalizeVaultUrl } from './domain/keyId';
+
+const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+const list = (value: string | undefined): string[] =>
+  (value ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+
+const httpsUrl = z
+  .string()
+  .trim()
+  .refine((v) => {
+    try {
+      return new URL(v).protocol === 'https:';
+    } catch {
+      return false;
+    }
+  }, 'must be an https URL')
+  .transform((v) => v.replace(/\/+$/, ''));
+
+const intSetting = (min: number, max: number, fallback: number) =>
+  z
+    .string()
+    .trim()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v === '') return fallback;
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < min || n > max) {
+        ctx.addIssue({ code: 'custom', message: `must be a whole number from ${min} to ${max} (got "${v}")` });
+        return z.NEVER;
+      }
+      return n;
+    });
+
+const schema = z
+  .object({
+    ROTATOR_ALLOWED_VAULTS: z
+      .string({ error: 'is required: comma-separated vault URLs such as https://contoso.vault.azure.net' })
+      .transform((v, ctx) => {
+        const urls = list(v);
+        if (urls.length === 0) ctx.addIssue({ code: 'custom', message: 'must name at least one vault URL' });
+        return urls.map((u) => {
+          const normalized = normalizeVaultUrl(u);
+          if (!normalized)
+            ctx.addIssue({ code: 'custom', message: `"${u}" is not a vault URL like https://<name>.vault.azure.net` });
+          return normalized ?? u;
+        });
+      }),
+    ROTATOR_SUBSCRIPTION_IDS: z
+      .string({ error: 'is required: comma-separated subscription ids to search for IoT hubs' })
+      .transform((v, ctx) => {
+        const ids = list(v);
+        if (ids.length === 0) ctx.addIssue({ code: 'custom', message: 'must name at least one subscription id' });
+        for (const id of ids)
+          if (!GUID.test(id)) ctx.addIssue({ code: 'custom', message: `"${id}" is not a subscription id (GUID)` });
+        return [...new Set(ids.map((id) => id.toLowerCase()))];
+      }),
+    ROTATOR_OUTCOME_TOPIC_ENDPOINT: httpsUrl.optional(),
+    ROTATOR_OUTCOME_TOPIC_KEY: z.string().trim().min(1).optional(),
+    ROTATOR_DEFAULT_KEY_VALIDITY_DAYS: intSetting(1, 3650, 90),
+    ROTATOR_HUB_CONCURRENCY: intSetting(1, 64, 8),
+    ROTATOR_ARM_ENDPOINT: httpsUrl.optional().transform((v) => v ?? 'https://management.azure.com'),
+    ROTATOR_RECONCILE_SCHEDULE: z.string().trim().optional(),
+    AZURE_CLIENT_ID: z.string().trim().min(1).optional(),
+    AzureWebJobsStorage: z.string().trim().min(1).optional(),
+    AzureWebJobsStorage__accountName: z
+      .string()
+      .trim()
+      .regex(/^[a-z0-9]{3,24}$/, 'must be a storage account name (3-24 lower-case letters and digits)')
+      .optional(),
+    AzureWebJobsStorage__tableServiceUri: httpsUrl.optional(),
+    AzureWebJobsStorage__blobServiceUri: httpsUrl.optional(),
+    AzureWebJobsStorage__clientId: z.string().trim().min(1).optional(),
+  })
+  .superRefine((s, ctx) => {
+    // Identity-based access needs both the table and the blob endpoint: the account name gives both.
+    const identityEndpoints =
+      s.AzureWebJobsStorage__accountName ||
+      (s.AzureWebJobsStorage__tableServiceUri && s.AzureWebJobsStorage__blobServiceUri);
+    if (!s.AzureWebJobsStorage && !identityEndpoints) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['AzureWebJobsStorage'],
+        message:
+          'is required (a connection string, or UseDevelopmentStorage=true for Azurite), unless AzureWebJobsStorage__accountName (or both __tableServiceUri and __blobServiceUri) is set for identity-based access',
+      });
+    }
+  });
+
+export type StorageSettings =
+  | { kind: 'connectionString'; connectionString: string }
+  | { kind: 'identity'; tableUrl: string; blobUrl: string; clientId?: string };
+
+export interface Config {
+  allowedVaults: string[];
+  subscriptionIds: string[];
+  outcomeTopic?: { endpoint: string; key?: string };
+  defaultKeyValidityDays: number;
+  hubConcurrency: number;
+  armEndpoint: string;
+  reconcileSchedule: string;
+  managedIdentityClientId?: string;
+  storage: StorageSettings;
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv): Config {
+  const emptyToUndefined = Object.fromEntries(
+    Object.keys(schema.shape).map((k) => [k, env[k] === undefined || env[k]?.trim() === '' ? undefined : env[k]]),
+  );
+  const parsed = schema.safeParse(emptyToUndefined);
+  if (!parsed.success) {
+    // zod messages are ours and name the offending value only for non-secret settings.
+    throw new ConfigError(parsed.error.issues.map((i) => `${i.path.join('.') || 'settings'}: ${i.message}`));
+  }
+  const s = parsed.data;
+  const account = s.AzureWebJobsStorage__accountName;
+  const storage: StorageSettings = s.AzureWebJobsStorage
+    ? { kind: 'connectionString', connectionString: s.AzureWebJobsStorage }
+    : {
+        kind: 'identity',
+        tableUrl: s.AzureWebJobsStorage__tableServiceUri ?? `https://${account}.table.core.windows.net`,
+        blobUrl: s.AzureWebJobsStorage__blobServiceUri ?? `https://${account}.blob.core.windows.net`,
+        ...(s.AzureWebJobsStorage__clientId ? { clientId: s.AzureWebJobsStorage__clientId } : {}),
+      };
+  return {
+    allowedVaults: s.ROTATOR_ALLOWED_VAULTS,
+    subscriptionIds: s.ROTATOR_SUBSCRIPTION_IDS,
+    ...(s.ROTATOR_OUTCOME_TOPIC_ENDPOINT
+      ? {
+          outcomeTopic: {
+            endpoint: s.ROTATOR_OUTCOME_TOPIC_ENDPOINT,
+            ...(s.ROTATOR_OUTCOME_TOPIC_KEY ? { key: s.ROTATOR_OUTCOME_TOPIC_KEY } : {}),
+          },
+        }
+      : {}),
+    defaultKeyValidityDays: s.ROTATOR_DEFAULT_KEY_VALIDITY_DAYS,
+    hubConcurrency: s.ROTATOR_HUB_CONCURRENCY,
+    armEndpoint: s.ROTATOR_ARM_ENDPOINT,
+    reconcileSchedule: s.ROTATOR_RECONCILE_SCHEDULE ?? '0 0 * * * *',
+    ...(s.AZURE_CLIENT_ID ? { managedIdentityClientId: s.AZURE_CLIENT_ID } : {}),
+    storage,
+  };
+}

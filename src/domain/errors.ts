@@ -1,0 +1,107 @@
+// The errors the service reasons about. `transient` decides the whole retry story: a transient failure is
+// rethrown (HTTP 503, Event Grid redelivers); a permanent one is recorded and reported, never retried.
+
+export type ErrorCode =
+  | 'INVALID_INPUT'
+  | 'VAULT_NOT_ALLOWED'
+  | 'KEY_NOT_FOUND'
+  | 'KEY_UNUSABLE'
+  | 'ACCESS_DENIED'
+  | 'UPSTREAM_REJECTED'
+  | 'HUB_UPDATE_FAILED'
+  | 'HUB_KEY_NOT_APPLIED'
+  | 'ETAG_CONFLICT'
+  | 'UPSTREAM_UNAVAILABLE'
+  | 'BUSY';
+
+export interface FieldProblem {
+  field: string;
+  message: string;
+}
+
+export class RotatorError extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly transient: boolean,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** Bad input: which fields, and what was wrong with each. */
+export class ValidationError extends RotatorError {
+  constructor(readonly problems: FieldProblem[]) {
+    super('INVALID_INPUT', problems.map((p) => `${p.field}: ${p.message}`).join('; '), false);
+  }
+}
+
+export class VaultNotAllowedError extends RotatorError {
+  constructor(vaultUrl: string) {
+    super('VAULT_NOT_ALLOWED', `Vault ${vaultUrl} is not in ROTATOR_ALLOWED_VAULTS.`, false);
+  }
+}
+
+export class KeyNotFoundError extends RotatorError {
+  constructor(what: string) {
+    super('KEY_NOT_FOUND', `${what} was not found in Key Vault.`, false);
+  }
+}
+
+/** The target key version fails a safety rule: moving a hub to it could break the hub. */
+export class KeyUnusableError extends RotatorError {
+  constructor(
+    keyId: string,
+    readonly reasons: string[],
+  ) {
+    super('KEY_UNUSABLE', `Key version ${keyId} cannot protect a hub: ${reasons.join('; ')}.`, false);
+  }
+}
+
+/** A dependency refused for good (401/403/400/404 from Azure): retrying the same request will not help. */
+export class UpstreamRejectedError extends RotatorError {
+  constructor(code: 'ACCESS_DENIED' | 'UPSTREAM_REJECTED' | 'HUB_UPDATE_FAILED', message: string, cause?: unknown) {
+    super(code, message, false, { cause });
+  }
+}
+
+/** Throttling, 5xx, network trouble that outlasted the SDK pipeline's own retries. */
+export class UpstreamUnavailableError extends RotatorError {
+  constructor(message: string, cause?: unknown) {
+    super('UPSTREAM_UNAVAILABLE', message, true, { cause });
+  }
+}
+
+/** ARM answered 412: someone else wrote the hub between our read and our write. */
+export class EtagConflictError extends RotatorError {
+  constructor(hubId: string) {
+    super('ETAG_CONFLICT', `Hub ${hubId} changed while it was being updated (412 Precondition Failed).`, true);
+  }
+}
+
+export class HubKeyNotAppliedError extends RotatorError {
+  constructor(hubId: string, expected: string, actual: string | undefined) {
+    super(
+      'HUB_KEY_NOT_APPLIED',
+      `Hub ${hubId} reported success but references ${actual ?? 'no key'} instead of ${expected}.`,
+      false,
+    );
+  }
+}
+
+/** Another invocation holds the key's lease: try again later (Event Grid redelivers). */
+export class BusyError extends RotatorError {
+  constructor(what: string) {
+    super('BUSY', `${what} is being processed by another invocation.`, true);
+  }
+}
+
+export function isTransient(error: unknown): boolean {
+  return error instanceof RotatorError ? error.transient : true;
+}
+
+export function errorCode(error: unknown): ErrorCode | 'INTERNAL' {
+  return error instanceof RotatorError ? error.code : 'INTERNAL';
+}

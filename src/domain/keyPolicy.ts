@@ -1,0 +1,85 @@
+// Which key versions may protect a hub, which one is current, and what a new version looks like.
+import type { KeyVersionDetails, KeyVersionSummary, NewKeyVersionSpec } from './ports';
+
+const MIN_RSA_BITS = 2048;
+const REQUIRED_OPS = ['wrapKey', 'unwrapKey'];
+export const ROTATED_FROM_TAG = 'cmk-rotator-rotated-from';
+
+/** Within validity and enabled: the checks that need only a version's properties. */
+export function isLive(v: KeyVersionSummary, now: Date): boolean {
+  return (
+    v.enabled &&
+    (!v.expiresOn || v.expiresOn.getTime() > now.getTime()) &&
+    (!v.notBefore || v.notBefore.getTime() <= now.getTime())
+  );
+}
+
+/** Every reason this version must not become a hub's key; empty when it may. */
+export function unusableReasons(v: KeyVersionDetails, now: Date): string[] {
+  const reasons: string[] = [];
+  if (!v.enabled) reasons.push('it is disabled');
+  if (v.expiresOn && v.expiresOn.getTime() <= now.getTime()) reasons.push(`it expired at ${v.expiresOn.toISOString()}`);
+  if (v.notBefore && v.notBefore.getTime() > now.getTime())
+    reasons.push(`it is not valid before ${v.notBefore.toISOString()}`);
+  for (const op of REQUIRED_OPS) if (!v.keyOps.includes(op)) reasons.push(`its key_ops do not allow ${op}`);
+  if (v.keyType !== 'RSA' && v.keyType !== 'RSA-HSM') reasons.push(`its key type ${v.keyType} is not RSA`);
+  else if ((v.keySize ?? 0) < MIN_RSA_BITS)
+    reasons.push(`its RSA size ${v.keySize ?? 'unknown'} is below ${MIN_RSA_BITS} bits`);
+  return reasons;
+}
+
+/** Newest first (Key Vault versions are random strings: creation time is the only order). */
+export function newestFirst<T extends KeyVersionSummary>(versions: readonly T[]): T[] {
+  return [...versions].sort(
+    (a, b) => b.createdOn.getTime() - a.createdOn.getTime() || b.version.localeCompare(a.version),
+  );
+}
+
+/** -1, 0, 1 as `a` is older than, the same as, or newer than `b`; undefined when either is unknown. */
+export function compareVersions(versions: readonly KeyVersionSummary[], a: string, b: string): number | undefined {
+  const find = (v: string) => versions.find((x) => x.version.toLowerCase() === v.toLowerCase());
+  const va = find(a);
+  const vb = find(b);
+  if (!va || !vb) return undefined;
+  if (va === vb) return 0;
+  return newestFirst([va, vb])[0] === va ? 1 : -1;
+}
+
+const DURATION = /^P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?$/;
+
+/** Adds an ISO 8601 duration (`P90D`, `P1Y6M`, `PT12H`) to a date; undefined when the text is not one. */
+export function addIsoDuration(start: Date, duration: string): Date | undefined {
+  const m = DURATION.exec(duration.trim().toUpperCase());
+  if (!m || duration.trim().toUpperCase() === 'P' || duration.trim().toUpperCase().endsWith('T')) return undefined;
+  const n = (i: number) => Number(m[i] ?? 0);
+  const result = new Date(start.getTime());
+  // Years and months first, clamping the day to the target month (Jan 31 + P1M = Feb 28/29), as XSD and .NET do.
+  const year = result.getUTCFullYear() + n(1);
+  const month = result.getUTCMonth() + n(2);
+  const daysInTargetMonth = new Date(Date.UTC(year, month + 1, 0)).getUTCDate();
+  result.setUTCFullYear(year, month, Math.min(result.getUTCDate(), daysInTargetMonth));
+  result.setUTCDate(result.getUTCDate() + 7 * n(3) + n(4));
+  result.setTime(result.getTime() + ((n(5) * 60 + n(6)) * 60 + n(7)) * 1000);
+  return result.getTime() > start.getTime() ? result : undefined;
+}
+
+/**
+ * The version that replaces `current`: same type, at least its size (and never below 2048), wrap/unwrap allowed,
+ * and an expiry (from the rotation policy, else the default validity) so the next rotation is triggered in turn.
+ */
+export function newVersionSpec(
+  current: KeyVersionDetails,
+  policyExpiry: string | undefined,
+  defaultValidityDays: number,
+  now: Date,
+): NewKeyVersionSpec {
+  const expiresOn =
+    (policyExpiry && addIsoDuration(now, policyExpiry)) || new Date(now.getTime() + defaultValidityDays * 86_400_000);
+  return {
+    keyType: current.keyType === 'RSA-HSM' ? 'RSA-HSM' : 'RSA',
+    keySize: Math.max(current.keySize ?? MIN_RSA_BITS, MIN_RSA_BITS),
+    keyOps: [...new Set([...current.keyOps, ...REQUIRED_OPS])],
+    expiresOn,
+    tags: { ...current.tags, [ROTATED_FROM_TAG]: current.version },
+  };
+}

@@ -1,0 +1,130 @@
+// The small interfaces the domain needs from the outside world; adapters in src/adapters implement them.
+import type { ErrorCode } from './errors';
+import type { KeyName } from './keyId';
+
+export interface KeyVersionSummary extends KeyName {
+  /** Full versioned identifier, as a hub references it. */
+  id: string;
+  version: string;
+  enabled: boolean;
+  createdOn: Date;
+  notBefore?: Date;
+  expiresOn?: Date;
+}
+
+export interface KeyVersionDetails extends KeyVersionSummary {
+  keyType: string;
+  /** RSA modulus size in bits, when the key is RSA. */
+  keySize?: number;
+  keyOps: string[];
+  tags: Record<string, string>;
+}
+
+export interface NewKeyVersionSpec {
+  keyType: 'RSA' | 'RSA-HSM';
+  keySize: number;
+  keyOps: string[];
+  expiresOn: Date;
+  tags: Record<string, string>;
+}
+
+export interface KeyVault {
+  /** Every version's properties (order unspecified). Throws KeyNotFoundError when the key does not exist. */
+  listVersions(key: KeyName): Promise<KeyVersionSummary[]>;
+  /** One version with its key material's type, size and permitted operations; the latest when `version` is omitted. */
+  getVersion(key: KeyName, version?: string): Promise<KeyVersionDetails>;
+  /** The rotation policy's `expiryTime` (ISO 8601 duration), if the key has a policy that sets one. */
+  getPolicyExpiry(key: KeyName): Promise<string | undefined>;
+  createVersion(key: KeyName, spec: NewKeyVersionSpec): Promise<KeyVersionDetails>;
+}
+
+export type JsonObject = Record<string, unknown>;
+
+/** An IoT hub as ARM returns it (preview api-version, so `properties.encryption` is present). */
+export interface HubDocument {
+  /** ARM resource id. */
+  id: string;
+  name: string;
+  etag?: string;
+  /** The whole resource as read: what goes back on PUT, with only the key identifier changed. */
+  body: JsonObject;
+}
+
+export interface HubRepository {
+  /** Every hub in the configured subscriptions. */
+  listAll(): Promise<HubDocument[]>;
+  get(hubId: string): Promise<HubDocument>;
+  /**
+   * Replaces the hub (PUT with If-Match: etag) and waits for the long-running operation to finish.
+   * Resolves with the hub as ARM reports it afterwards. Throws EtagConflictError on 412.
+   */
+  replace(hub: HubDocument, body: JsonObject): Promise<HubDocument>;
+}
+
+export type AuditResult = 'rotated' | 'moved' | 'already-current' | 'skipped' | 'failed' | 'refused' | 'ignored';
+
+export interface AuditRecord {
+  /** Unique id of this record. */
+  id: string;
+  time: Date;
+  /** `https://<vault>/keys/<name>` of the key concerned (empty if the input named no key). */
+  keyId: string;
+  /** What started it: an Event Grid event, an operator request, the reconciler. */
+  trigger: 'event' | 'manual-rotate' | 'manual-sync' | 'reconcile';
+  correlationId: string;
+  eventId?: string;
+  eventType?: string;
+  reason?: string;
+  fromVersion?: string;
+  toVersion?: string;
+  hubId?: string;
+  result: AuditResult;
+  errorCode?: ErrorCode | 'INTERNAL';
+  message?: string;
+  durationMs?: number;
+}
+
+export interface AuditPage {
+  records: AuditRecord[];
+  /** Pass back to get the next (older) page; absent on the last page. */
+  continuationToken?: string;
+}
+
+export interface AuditLog {
+  append(records: AuditRecord[]): Promise<void>;
+  /** Newest first. */
+  list(key: KeyName, limit: number, continuationToken?: string): Promise<AuditPage>;
+}
+
+export type OutcomeType =
+  | 'CmkRotator.KeyRotated'
+  | 'CmkRotator.HubKeyUpdated'
+  | 'CmkRotator.HubKeyUpdateFailed'
+  | 'CmkRotator.RotationFailed'
+  | 'CmkRotator.DriftDetected';
+
+export interface Outcome {
+  type: OutcomeType;
+  /** What it is about: the hub's resource id, or the key identifier. */
+  subject: string;
+  data: JsonObject;
+}
+
+export interface OutcomePublisher {
+  publish(outcomes: Outcome[]): Promise<void>;
+}
+
+/** Mutual exclusion per key, so two deliveries of one event cannot both create a version. */
+export interface KeyLock {
+  runExclusive<T>(key: KeyName, work: () => Promise<T>): Promise<T>;
+}
+
+export interface Logger {
+  info(event: string, fields?: JsonObject): void;
+  warn(event: string, fields?: JsonObject): void;
+  error(event: string, fields?: JsonObject): void;
+}
+
+export interface Clock {
+  now(): Date;
+}
