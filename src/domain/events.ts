@@ -40,11 +40,12 @@ function field(data: Record<string, unknown>, name: string): unknown {
 
 /** Epoch seconds as number or string (spaces tolerated), an ISO date string, or null. Undefined when absent or unreadable. */
 export function parseEpoch(value: unknown): Date | undefined {
-  if (value === null || value === undefined) return undefined;
-  const text = typeof value === 'string' ? value.trim() : value;
-  if (text === '') return undefined;
-  const seconds = typeof text === 'number' ? text : /^-?\d+(\.\d+)?$/.test(String(text)) ? Number(text) : NaN;
-  const ms = Number.isFinite(seconds) ? seconds * 1000 : typeof text === 'string' ? Date.parse(text) : NaN;
+  let ms: number;
+  if (typeof value === 'number') ms = value * 1000;
+  else if (typeof value === 'string' && value.trim() !== '') {
+    const text = value.trim();
+    ms = /^-?\d+(\.\d+)?$/.test(text) ? Number(text) * 1000 : Date.parse(text);
+  } else return undefined;
   const date = new Date(ms);
   // Out-of-range values make an Invalid Date, which would throw later in toISOString().
   return Number.isNaN(date.getTime()) ? undefined : date;

@@ -61,7 +61,10 @@ export interface HubRepository {
   replace(hub: HubDocument, body: JsonObject): Promise<HubDocument>;
 }
 
-export type AuditResult = 'rotated' | 'moved' | 'already-current' | 'skipped' | 'failed' | 'refused' | 'ignored';
+export type AuditResult =
+  'rotated' | 'moved' | 'already-current' | 'skipped' | 'retrying' | 'failed' | 'refused' | 'drift';
+
+export type Trigger = 'event' | 'manual-rotate' | 'manual-sync' | 'reconcile';
 
 export interface AuditRecord {
   /** Unique id of this record. */
@@ -70,7 +73,7 @@ export interface AuditRecord {
   /** `https://<vault>/keys/<name>` of the key concerned (empty if the input named no key). */
   keyId: string;
   /** What started it: an Event Grid event, an operator request, the reconciler. */
-  trigger: 'event' | 'manual-rotate' | 'manual-sync' | 'reconcile';
+  trigger: Trigger;
   correlationId: string;
   eventId?: string;
   eventType?: string;
@@ -112,6 +115,50 @@ export interface Outcome {
 
 export interface OutcomePublisher {
   publish(outcomes: Outcome[]): Promise<void>;
+}
+
+/** A hub's part in a rotation job. `pending` covers both "not tried yet" and "will retry after a transient failure". */
+export type HubTaskState = 'pending' | 'moved' | 'already-current' | 'skipped' | 'failed';
+
+export interface HubTask {
+  hubId: string;
+  hubName: string;
+  state: HubTaskState;
+  /** How many times an update was tried. */
+  attempts: number;
+  /** The hub's identifiers for the key when the job was opened. */
+  from: string[];
+  /** An invocation is working on the hub until then; after it (a crash), another may take over. */
+  claimedUntil?: Date;
+  /** Backoff: not to be tried again before. */
+  notBefore?: Date;
+  errorCode?: string;
+  reason?: string;
+  /** Storage concurrency token. */
+  etag?: string;
+}
+
+/** A rotation job: one key moving to one target version. Its identity is (key, target version). */
+export interface RotationJob {
+  key: KeyName;
+  targetVersion: string;
+  targetId: string;
+  trigger: Trigger;
+  correlationId: string;
+  openedAt: Date;
+  createdVersion?: string;
+  eventId?: string;
+}
+
+export interface JobStore {
+  /** Opens the job (or joins the one already open) and adds hubs it does not list yet; returns every task. */
+  open(job: RotationJob, hubs: Pick<HubTask, 'hubId' | 'hubName' | 'from'>[]): Promise<HubTask[]>;
+  /** Takes a task for this invocation until `until`; undefined when another invocation changed it first. */
+  claim(job: RotationJob, task: HubTask, until: Date): Promise<HubTask | undefined>;
+  /** Records a task's new state (only if this invocation's claim is still the latest write). */
+  save(job: RotationJob, task: HubTask): Promise<void>;
+  /** Jobs that still have pending tasks (for the reconciler). */
+  unfinished(): Promise<RotationJob[]>;
 }
 
 /** Mutual exclusion per key, so two deliveries of one event cannot both create a version. */

@@ -1,10 +1,8 @@
-// The rotation use cases: react to Key Vault events, rotate or sync on request, report status and history.
-// Decisions live here; every effect goes through a port.
+// The rotation use cases: react to Key Vault events, rotate or sync on request, reconcile drift, report status
+// and history. Decisions live here; every effect goes through a port.
 import { randomUUID } from 'node:crypto';
 import { mapWithConcurrency } from './concurrency';
 import {
-  EtagConflictError,
-  HubKeyNotAppliedError,
   KeyUnusableError,
   RotatorError,
   UpstreamUnavailableError,
@@ -14,8 +12,10 @@ import {
 } from './errors';
 import { isIgnored, parseKeyVaultEvent } from './events';
 import type { KeyVaultEvent } from './events';
-import { identifiersForKey, versionsForKey, withKeyIdentifier } from './hubs';
-import { keyLabel, keyUrl } from './keyId';
+import { moveHub, safeMessage } from './hubMove';
+import type { HubReport } from './hubMove';
+import { identifiersForKey, keyIdentifiersOf } from './hubs';
+import { keyLabel, keyUrl, tryParseKeyId } from './keyId';
 import type { KeyName } from './keyId';
 import { compareVersions, isLive, newVersionSpec, newestFirst, unusableReasons } from './keyPolicy';
 import type {
@@ -25,6 +25,8 @@ import type {
   Clock,
   HubDocument,
   HubRepository,
+  HubTask,
+  JobStore,
   KeyLock,
   KeyVault,
   KeyVersionDetails,
@@ -33,15 +35,24 @@ import type {
   NewKeyVersionSpec,
   Outcome,
   OutcomePublisher,
+  RotationJob,
+  Trigger,
 } from './ports';
 
 export interface RotationSettings {
   /** Normalised vault URLs (`https://<host>`). */
   allowedVaults: readonly string[];
   defaultKeyValidityDays: number;
+  /** Hubs updated at once by one invocation. */
   hubConcurrency: number;
-  /** How often one hub is re-read and re-written after a 412 before it counts as failed. */
+  /** How often one hub is re-read and re-written after a 412 within one attempt. */
   maxEtagAttempts: number;
+  /** Attempts (across invocations) before a hub hitting transient failures is marked failed. */
+  maxHubAttempts: number;
+  /** How long an invocation owns a hub task; after that (a crash) another invocation may take it over. */
+  claimTtlMs: number;
+  /** The reconciler rotates a key whose newest live version expires within this many days. */
+  nearExpiryDays: number;
 }
 
 export interface RotationDependencies {
@@ -49,6 +60,7 @@ export interface RotationDependencies {
   hubs: HubRepository;
   audit: AuditLog;
   outcomes: OutcomePublisher;
+  jobs: JobStore;
   lock: KeyLock;
   clock: Clock;
   settings: RotationSettings;
@@ -60,21 +72,8 @@ export interface Invocation {
   log: Logger;
 }
 
-export type Trigger = AuditRecord['trigger'];
-export type HubResult = 'moved' | 'already-current' | 'skipped' | 'failed' | 'planned';
-
-export interface HubReport {
-  hubId: string;
-  hubName: string;
-  /** The identifiers the hub referenced before. */
-  from: string[];
-  /** The identifier it references now (or would, in a dry run). */
-  to: string;
-  result: HubResult;
-  reason?: string;
-  errorCode?: string;
-  durationMs: number;
-}
+export type { HubReport, HubResult } from './hubMove';
+export type { Trigger } from './ports';
 
 export interface RotationReport {
   keyId: string;
@@ -89,7 +88,7 @@ export interface RotationReport {
   /** The version hubs were moved to. */
   targetVersion?: string;
   hubs: HubReport[];
-  status: 'succeeded' | 'partially-failed' | 'failed' | 'refused' | 'ignored';
+  status: 'succeeded' | 'in-progress' | 'partially-failed' | 'failed' | 'refused' | 'ignored';
   errorCode?: string;
   message?: string;
   correlationId: string;
@@ -110,7 +109,38 @@ export interface KeyStatus {
   hubs: { hubId: string; hubName: string; keyIdentifiers: string[]; current: boolean }[];
 }
 
-const PLANNED = '(new version)';
+export interface DriftFinding {
+  keyId: string;
+  hubId?: string;
+  kind: 'hub-behind' | 'hub-on-unusable-version' | 'key-near-expiry' | 'no-usable-version';
+  detail: string;
+}
+
+export interface ReconcileReport {
+  correlationId: string;
+  keysScanned: number;
+  drift: DriftFinding[];
+  rotations: RotationReport[];
+  resumedJobs: number;
+  failures: { keyId: string; errorCode: string; message: string }[];
+}
+
+interface RunContext {
+  trigger: Trigger;
+  dryRun: boolean;
+  decision: string;
+  eventId?: string;
+  eventType?: string;
+  reason?: string;
+  created?: KeyVersionDetails;
+}
+
+const DAY_MS = 86_400_000;
+
+/** Backoff between attempts on one hub across invocations: 30 s, 2 min, 8 min, 32 min, then hourly. */
+export function retryDelayMs(attempts: number): number {
+  return Math.min(30_000 * 4 ** Math.max(0, attempts - 1), 3_600_000);
+}
 
 export class RotationService {
   constructor(private readonly deps: RotationDependencies) {}
@@ -134,7 +164,7 @@ export class RotationService {
       });
       this.assertAllowed(event.key);
       const report = await this.forEvent(event, invocation);
-      if (report.hubs.some((h) => h.result === 'failed' && h.errorCode && isTransientCode(h.errorCode))) {
+      if (report.hubs.some((h) => h.result === 'retrying')) {
         throw new UpstreamUnavailableError('Some hubs hit transient failures; the event will be redelivered.');
       }
       return report;
@@ -152,31 +182,39 @@ export class RotationService {
   /** Creates a new version now and moves every hub to it (operator request). */
   async rotate(key: KeyName, options: { dryRun: boolean; reason?: string }, invocation: Invocation) {
     return this.guarded(key, 'manual-rotate', invocation, options, async () => {
-      this.assertAllowed(key);
       const versions = await this.deps.keyVault.listVersions(key);
       const current = await this.deps.keyVault.getVersion(key);
-      const decision = options.reason ? `rotation requested: ${options.reason}` : 'rotation requested';
-      return this.rotateFrom(
-        key,
-        current,
-        versions,
-        { trigger: 'manual-rotate', dryRun: options.dryRun, decision, reason: options.reason },
-        invocation,
+      const context: RunContext = {
+        trigger: 'manual-rotate',
+        dryRun: options.dryRun,
+        decision: options.reason ? `rotation requested: ${options.reason}` : 'rotation requested',
+        ...(options.reason ? { reason: options.reason } : {}),
+      };
+      if (options.dryRun) {
+        const spec = await this.specFor(key, current);
+        return {
+          ...(await this.propagate(key, versions, context, invocation, spec)),
+          plannedVersion: {
+            keyType: spec.keyType,
+            keySize: spec.keySize,
+            keyOps: spec.keyOps,
+            expiresOn: spec.expiresOn.toISOString(),
+          },
+        };
+      }
+      const created = await this.deps.lock.runExclusive(key, () =>
+        this.createVersion(key, current, context, invocation),
       );
+      return this.propagate(key, [...versions, created], { ...context, created }, invocation);
     });
   }
 
   /** Moves hubs to the latest usable version without creating one. */
   async sync(key: KeyName, options: { dryRun: boolean }, invocation: Invocation) {
     return this.guarded(key, 'manual-sync', invocation, options, async () => {
-      this.assertAllowed(key);
       const versions = await this.deps.keyVault.listVersions(key);
-      return this.propagate(
-        key,
-        versions,
-        { trigger: 'manual-sync', dryRun: options.dryRun, decision: 'sync requested' },
-        invocation,
-      );
+      const context = { trigger: 'manual-sync' as const, dryRun: options.dryRun, decision: 'sync requested' };
+      return this.propagate(key, versions, context, invocation);
     });
   }
 
@@ -218,65 +256,182 @@ export class RotationService {
     return this.deps.audit.list(key, limit, continuationToken);
   }
 
+  /**
+   * Finds and fixes drift: every key the hubs use (in allowed vaults) is checked for a missed near-expiry (rotate)
+   * and for hubs not on the latest usable version (move); unfinished jobs are resumed. Safe to run beside event
+   * handling: creation is under the key's lock and every hub task is claimed before it is worked on.
+   */
+  async reconcile(invocation: Invocation): Promise<ReconcileReport> {
+    const report: ReconcileReport = {
+      correlationId: invocation.correlationId,
+      keysScanned: 0,
+      drift: [],
+      rotations: [],
+      resumedJobs: 0,
+      failures: [],
+    };
+    const allHubs = await this.deps.hubs.listAll();
+    const keys = new Map<string, KeyName>();
+    for (const hub of allHubs) {
+      for (const id of keyIdentifiersOf(hub.body)) {
+        const parsed = tryParseKeyId(id);
+        if (typeof parsed === 'string' || !this.deps.settings.allowedVaults.includes(parsed.vaultUrl)) continue;
+        keys.set(keyLabel(parsed), { vaultUrl: parsed.vaultUrl, name: parsed.name });
+      }
+    }
+    report.keysScanned = keys.size;
+    for (const key of keys.values()) {
+      try {
+        const rotation = await this.reconcileKey(key, allHubs, report.drift, invocation);
+        if (rotation) report.rotations.push(rotation);
+      } catch (error) {
+        report.failures.push({ keyId: keyUrl(key), errorCode: errorCode(error), message: safeMessage(error) });
+        await this.recordFailure(error, invocation, Date.now(), { trigger: 'reconcile', keyId: keyUrl(key) });
+      }
+    }
+    for (const job of await this.deps.jobs.unfinished()) {
+      if (!this.deps.settings.allowedVaults.includes(job.key.vaultUrl)) continue;
+      try {
+        const versions = await this.deps.keyVault.listVersions(job.key);
+        const tasks = await this.deps.jobs.open(job, []);
+        const context = { trigger: job.trigger, dryRun: false, decision: 'resumed by the reconciler' };
+        report.rotations.push(await this.runJob(job, tasks, versions, context, invocation));
+        report.resumedJobs++;
+      } catch (error) {
+        report.failures.push({ keyId: keyUrl(job.key), errorCode: errorCode(error), message: safeMessage(error) });
+      }
+    }
+    if (report.drift.length) {
+      await this.deps.audit.append(
+        report.drift.map((d) =>
+          this.record(
+            invocation,
+            { trigger: 'reconcile', dryRun: false, decision: '' },
+            {
+              keyId: d.keyId,
+              result: 'drift',
+              message: `${d.kind}: ${d.detail}`,
+              ...(d.hubId ? { hubId: d.hubId } : {}),
+            },
+          ),
+        ),
+      );
+      await this.publish(
+        invocation,
+        report.drift.map((d) => ({
+          type: 'CmkRotator.DriftDetected',
+          subject: d.hubId ?? d.keyId,
+          data: { ...d, correlationId: invocation.correlationId },
+        })),
+      );
+    }
+    invocation.log.info('reconcile.done', {
+      keysScanned: report.keysScanned,
+      drift: report.drift.length,
+      rotations: report.rotations.length,
+      resumedJobs: report.resumedJobs,
+      failures: report.failures.length,
+    });
+    return report;
+  }
+
   // --- decisions -------------------------------------------------------------------------------------------
 
   private async forEvent(event: KeyVaultEvent, invocation: Invocation): Promise<RotationReport> {
     const context = { trigger: 'event' as const, dryRun: false, eventId: event.id, eventType: event.type };
     if (event.type === 'KeyNewVersionCreated') {
       const versions = await this.deps.keyVault.listVersions(event.key);
-      return this.propagate(
-        event.key,
-        versions,
-        { ...context, decision: `version ${event.version} was created` },
-        invocation,
-      );
+      const decision = `version ${event.version} was created`;
+      return this.propagate(event.key, versions, { ...context, decision }, invocation);
     }
-    // Near expiry / expired: create a version only if nothing newer is live (autorotation, a manual rotation or an
-    // earlier delivery of this very event may have made one). The check and the creation share the key's lock.
-    const created = await this.deps.lock.runExclusive(event.key, async () => {
-      const versions = await this.deps.keyVault.listVersions(event.key);
-      const now = this.deps.clock.now();
-      const newerLive = versions.find(
-        (v) => isLive(v, now) && compareVersions(versions, v.version, event.version) === 1,
-      );
-      if (newerLive) return { versions, decision: `a newer version ${newerLive.version} already exists` };
-      const current = await this.deps.keyVault.getVersion(event.key, event.version);
-      const version = await this.createVersion(event.key, current, { ...context, decision: '' }, invocation);
-      return {
-        versions: [...versions, version],
-        version,
-        decision: `version ${event.version} ${event.type === 'KeyExpired' ? 'expired' : 'is near expiry'}`,
-      };
-    });
-    return this.propagate(
+    const what = event.type === 'KeyExpired' ? 'expired' : 'is near expiry';
+    return this.rotateUnlessNewer(
       event.key,
-      created.versions,
-      { ...context, decision: created.decision, ...(created.version ? { created: created.version } : {}) },
+      event.version,
+      { ...context, decision: `version ${event.version} ${what}` },
       invocation,
     );
   }
 
-  private async rotateFrom(
+  /**
+   * Creates a successor of `fromVersion` unless a newer live version exists (autorotation, a manual rotation or an
+   * earlier delivery may have made one), then propagates. The check and the creation share the key's lock.
+   */
+  private async rotateUnlessNewer(
     key: KeyName,
-    current: KeyVersionDetails,
-    versions: KeyVersionSummary[],
+    fromVersion: string,
     context: RunContext,
     invocation: Invocation,
   ): Promise<RotationReport> {
-    if (context.dryRun) {
-      const spec = await this.specFor(key, current);
-      return {
-        ...(await this.propagate(key, versions, context, invocation, spec)),
-        plannedVersion: {
-          keyType: spec.keyType,
-          keySize: spec.keySize,
-          keyOps: spec.keyOps,
-          expiresOn: spec.expiresOn.toISOString(),
-        },
-      };
+    const outcome = await this.deps.lock.runExclusive(key, async () => {
+      const versions = await this.deps.keyVault.listVersions(key);
+      const now = this.deps.clock.now();
+      const newerLive = versions.find((v) => isLive(v, now) && compareVersions(versions, v.version, fromVersion) === 1);
+      if (newerLive) return { versions, decision: `a newer version ${newerLive.version} already exists` };
+      const current = await this.deps.keyVault.getVersion(key, fromVersion);
+      const created = await this.createVersion(key, current, context, invocation);
+      return { versions: [...versions, created], created, decision: context.decision };
+    });
+    return this.propagate(
+      key,
+      outcome.versions,
+      { ...context, decision: outcome.decision, ...(outcome.created ? { created: outcome.created } : {}) },
+      invocation,
+    );
+  }
+
+  private async reconcileKey(
+    key: KeyName,
+    allHubs: readonly HubDocument[],
+    drift: DriftFinding[],
+    invocation: Invocation,
+  ): Promise<RotationReport | undefined> {
+    const now = this.deps.clock.now();
+    const versions = await this.deps.keyVault.listVersions(key);
+    const newestLive = newestFirst(versions).find((v) => isLive(v, now));
+    const horizon = new Date(now.getTime() + this.deps.settings.nearExpiryDays * DAY_MS);
+    const context = { trigger: 'reconcile' as const, dryRun: false };
+    if (!newestLive || (newestLive.expiresOn && newestLive.expiresOn <= horizon)) {
+      const newest = newestFirst(versions)[0]!;
+      drift.push({
+        keyId: keyUrl(key),
+        kind: newestLive ? 'key-near-expiry' : 'no-usable-version',
+        detail: newestLive
+          ? `version ${newestLive.version} expires ${newestLive.expiresOn!.toISOString()} and nothing newer exists`
+          : 'no enabled, unexpired version exists',
+      });
+      const decision = 'the reconciler found a missed near-expiry';
+      return this.rotateUnlessNewer(key, (newestLive ?? newest).version, { ...context, decision }, invocation);
     }
-    const created = await this.deps.lock.runExclusive(key, () => this.createVersion(key, current, context, invocation));
-    return this.propagate(key, [...versions, created], { ...context, created }, invocation);
+    const target = await this.latestUsable(key, versions);
+    const behind: DriftFinding[] = [];
+    for (const hub of allHubs) {
+      for (const id of identifiersForKey(hub.body, key)) {
+        const version = id.split('/')[5];
+        if (!version || version.toLowerCase() === target.version.toLowerCase()) continue;
+        const known = versions.find((v) => v.version.toLowerCase() === version.toLowerCase());
+        const order = compareVersions(versions, version, target.version);
+        if (order === 1) continue; // on a newer version than the usable target: left alone, never downgraded
+        const unusable = !known
+          ? 'missing'
+          : !isLive(known, now)
+            ? known.enabled
+              ? 'expired or not yet valid'
+              : 'disabled'
+            : undefined;
+        behind.push({
+          keyId: keyUrl(key),
+          hubId: hub.id,
+          kind: unusable ? 'hub-on-unusable-version' : 'hub-behind',
+          detail: unusable
+            ? `the hub references version ${version}, which is ${unusable}`
+            : `the hub references version ${version}; the latest usable is ${target.version}`,
+        });
+      }
+    }
+    if (!behind.length) return undefined;
+    drift.push(...behind);
+    return this.propagate(key, versions, { ...context, decision: 'the reconciler found hubs behind' }, invocation);
   }
 
   private async specFor(key: KeyName, current: KeyVersionDetails): Promise<NewKeyVersionSpec> {
@@ -322,9 +477,8 @@ export class RotationService {
   /** The newest version that passes every safety rule; throws KeyUnusableError when none does. */
   private async latestUsable(key: KeyName, versions: readonly KeyVersionSummary[]): Promise<KeyVersionDetails> {
     const now = this.deps.clock.now();
-    const live = newestFirst(versions).filter((v) => isLive(v, now));
     const rejected: string[] = [];
-    for (const candidate of live) {
+    for (const candidate of newestFirst(versions).filter((v) => isLive(v, now))) {
       const details = await this.deps.keyVault.getVersion(key, candidate.version);
       const reasons = unusableReasons(details, now);
       if (reasons.length === 0) return details;
@@ -338,8 +492,9 @@ export class RotationService {
   }
 
   /**
-   * Moves every hub that uses `key` to its latest usable version (or, with `planned`, to the version a rotation
-   * would create). Hubs are handled independently with bounded concurrency; one failing never stops the others.
+   * Moves every hub that uses `key` to its latest usable version (or, with `planned`, reports the moves a rotation
+   * would make). A real run is a recorded job, so crashes, redeliveries and other instances neither lose nor repeat
+   * a hub's update.
    */
   private async propagate(
     key: KeyName,
@@ -348,41 +503,135 @@ export class RotationService {
     invocation: Invocation,
     planned?: NewKeyVersionSpec,
   ): Promise<RotationReport> {
+    this.assertAllowed(key);
     const target = planned ? undefined : await this.latestUsable(key, versions);
     if (target && context.created && target.version !== context.created.version) {
       throw new KeyUnusableError(context.created.id, unusableReasons(context.created, this.deps.clock.now()));
     }
     const hubs = await this.hubsUsing(key);
-    const reports = await mapWithConcurrency(hubs, this.deps.settings.hubConcurrency, (hub) =>
-      this.moveHub(hub, key, versions, target, context, invocation),
-    );
-    if (!context.dryRun && reports.length) {
-      await this.deps.audit.append(
-        reports.map((r) =>
-          this.record(invocation, context, {
-            keyId: keyUrl(key),
-            hubId: r.hubId,
-            result: r.result === 'planned' ? 'skipped' : r.result,
-            fromVersion: r.from.map((id) => id.split('/').pop()).join(','),
-            ...(target ? { toVersion: target.version } : {}),
-            ...(r.reason ? { message: r.reason } : {}),
-            ...(r.errorCode ? { errorCode: r.errorCode as AuditRecord['errorCode'] } : {}),
-            durationMs: r.durationMs,
-          }),
-        ),
+    if (context.dryRun || !target) {
+      const reports = await mapWithConcurrency(hubs, this.deps.settings.hubConcurrency, (hub) =>
+        moveHub(this.deps.hubs, { hub, key, versions, ...(target ? { target } : {}), dryRun: true }, 1, invocation.log),
       );
-      await this.publish(
-        invocation,
-        reports
-          .filter((r) => r.result === 'moved' || r.result === 'failed')
-          .map((r) => ({
-            type: r.result === 'moved' ? 'CmkRotator.HubKeyUpdated' : 'CmkRotator.HubKeyUpdateFailed',
-            subject: r.hubId,
-            data: { ...r, keyId: keyUrl(key), correlationId: invocation.correlationId },
-          })),
-      );
+      return this.report(key, context, invocation, reports, target);
     }
-    const failed = reports.filter((r) => r.result === 'failed').length;
+    const job: RotationJob = {
+      key,
+      targetVersion: target.version,
+      targetId: target.id,
+      trigger: context.trigger,
+      correlationId: invocation.correlationId,
+      openedAt: this.deps.clock.now(),
+      ...(context.created ? { createdVersion: context.created.version } : {}),
+      ...(context.eventId ? { eventId: context.eventId } : {}),
+    };
+    const tasks = await this.deps.jobs.open(
+      job,
+      hubs.map((h) => ({ hubId: h.id, hubName: h.name, from: identifiersForKey(h.body, key) })),
+    );
+    return this.runJob(job, tasks, versions, context, invocation);
+  }
+
+  /** Works the job's due tasks (claimed one by one), records each result, and reports every task of the job. */
+  private async runJob(
+    job: RotationJob,
+    tasks: HubTask[],
+    versions: KeyVersionSummary[],
+    context: RunContext,
+    invocation: Invocation,
+  ): Promise<RotationReport> {
+    const { settings } = this.deps;
+    const now = this.deps.clock.now();
+    const target =
+      versions.find((v) => v.version === job.targetVersion) ??
+      (await this.deps.keyVault.getVersion(job.key, job.targetVersion));
+    const due = (t: HubTask) =>
+      t.state === 'pending' && (!t.notBefore || t.notBefore <= now) && (!t.claimedUntil || t.claimedUntil <= now);
+    const worked = new Map<string, HubReport>();
+    await mapWithConcurrency(tasks.filter(due), settings.hubConcurrency, async (task) => {
+      const claimed = await this.deps.jobs.claim(
+        job,
+        task,
+        new Date(this.deps.clock.now().getTime() + settings.claimTtlMs),
+      );
+      if (!claimed) return; // another invocation took it
+      const hub: HubDocument = { id: task.hubId, name: task.hubName, body: {} };
+      const moved = await moveHub(
+        this.deps.hubs,
+        { hub, key: job.key, versions, target, dryRun: false },
+        settings.maxEtagAttempts,
+        invocation.log,
+      );
+      const attempts = claimed.attempts + 1;
+      const retry = moved.result === 'failed' && isTransientCode(moved.errorCode) && attempts < settings.maxHubAttempts;
+      if (!moved.from.length) moved.from = task.from; // the hub could not even be read
+      const report: HubReport = retry
+        ? {
+            ...moved,
+            result: 'retrying',
+            attempts,
+            reason: `${moved.reason ?? ''} (attempt ${attempts} of ${settings.maxHubAttempts}; will retry)`,
+          }
+        : { ...moved, attempts };
+      const { claimedUntil: _released, notBefore: _backoff, ...rest } = claimed;
+      await this.deps.jobs.save(job, {
+        ...rest,
+        attempts,
+        state: retry ? 'pending' : (moved.result as HubTask['state']),
+        ...(retry ? { notBefore: new Date(this.deps.clock.now().getTime() + retryDelayMs(attempts)) } : {}),
+        ...(report.errorCode ? { errorCode: report.errorCode } : {}),
+        ...(report.reason ? { reason: report.reason } : {}),
+      });
+      worked.set(task.hubId, report);
+    });
+    const reports = tasks.map((t) => worked.get(t.hubId) ?? storedReport(t, job.targetId, now));
+    await this.recordHubResults(job.key, target, [...worked.values()], context, invocation);
+    return this.report(job.key, context, invocation, reports, target);
+  }
+
+  private async recordHubResults(
+    key: KeyName,
+    target: KeyVersionSummary,
+    reports: HubReport[],
+    context: RunContext,
+    invocation: Invocation,
+  ): Promise<void> {
+    if (!reports.length) return;
+    await this.deps.audit.append(
+      reports.map((r) =>
+        this.record(invocation, context, {
+          keyId: keyUrl(key),
+          hubId: r.hubId,
+          result: r.result as AuditRecord['result'],
+          fromVersion: r.from.map((id) => id.split('/').pop()).join(','),
+          toVersion: target.version,
+          ...(r.reason ? { message: r.reason } : {}),
+          ...(r.errorCode ? { errorCode: r.errorCode as AuditRecord['errorCode'] } : {}),
+          durationMs: r.durationMs,
+        }),
+      ),
+    );
+    await this.publish(
+      invocation,
+      reports
+        .filter((r) => r.result === 'moved' || r.result === 'failed')
+        .map((r) => ({
+          type: r.result === 'moved' ? 'CmkRotator.HubKeyUpdated' : 'CmkRotator.HubKeyUpdateFailed',
+          subject: r.hubId,
+          data: { ...r, keyId: keyUrl(key), correlationId: invocation.correlationId },
+        })),
+    );
+  }
+
+  private report(
+    key: KeyName,
+    context: RunContext,
+    invocation: Invocation,
+    hubs: HubReport[],
+    target: KeyVersionSummary | undefined,
+  ): RotationReport {
+    const failed = hubs.filter((r) => r.result === 'failed').length;
+    const open = hubs.some((r) => r.result === 'retrying' || r.result === 'in-progress');
     return {
       keyId: keyUrl(key),
       trigger: context.trigger,
@@ -390,72 +639,15 @@ export class RotationService {
       decision: context.decision,
       ...(context.created ? { createdVersion: context.created.id } : {}),
       ...(target ? { targetVersion: target.id } : {}),
-      hubs: reports,
-      status: failed === 0 ? 'succeeded' : failed === reports.length ? 'failed' : 'partially-failed',
+      hubs,
+      status:
+        failed && failed === hubs.length ? 'failed' : failed ? 'partially-failed' : open ? 'in-progress' : 'succeeded',
       correlationId: invocation.correlationId,
     };
   }
 
   private async hubsUsing(key: KeyName): Promise<HubDocument[]> {
     return (await this.deps.hubs.listAll()).filter((hub) => identifiersForKey(hub.body, key).length > 0);
-  }
-
-  /** One hub: re-read, decide (never downgrade), write with If-Match, retry on 412, verify the result. */
-  private async moveHub(
-    discovered: HubDocument,
-    key: KeyName,
-    versions: readonly KeyVersionSummary[],
-    target: KeyVersionDetails | undefined,
-    context: RunContext,
-    invocation: Invocation,
-  ): Promise<HubReport> {
-    const started = Date.now();
-    const to = target?.id ?? PLANNED;
-    let from = identifiersForKey(discovered.body, key);
-    const report = (result: HubResult, extra: Partial<HubReport> = {}): HubReport => {
-      const r: HubReport = {
-        hubId: discovered.id,
-        hubName: discovered.name,
-        from,
-        to,
-        result,
-        ...extra,
-        durationMs: Date.now() - started,
-      };
-      const log = result === 'failed' ? invocation.log.error : invocation.log.info;
-      log.call(invocation.log, `hub.${result}`, {
-        key: keyLabel(key),
-        hub: discovered.id,
-        from: from.join(','),
-        to,
-        ...(extra.reason ? { reason: extra.reason } : {}),
-        ...(extra.errorCode ? { errorCode: extra.errorCode } : {}),
-        durationMs: r.durationMs,
-      });
-      return r;
-    };
-    try {
-      for (let attempt = 1; ; attempt++) {
-        const hub = context.dryRun ? discovered : await this.deps.hubs.get(discovered.id);
-        from = identifiersForKey(hub.body, key);
-        const decision = decideHub(versionsForKey(hub.body, key), target?.version, versions);
-        if (decision.result !== 'move') return report(decision.result, { reason: decision.reason });
-        if (context.dryRun) return report('planned');
-        try {
-          const updated = await this.deps.hubs.replace(hub, withKeyIdentifier(hub.body, key, to));
-          const now = identifiersForKey(updated.body, key);
-          if (!now.every((id) => id.toLowerCase() === to.toLowerCase())) {
-            throw new HubKeyNotAppliedError(hub.id, to, now[0]);
-          }
-          return report('moved');
-        } catch (error) {
-          if (error instanceof EtagConflictError && attempt < this.deps.settings.maxEtagAttempts) continue;
-          throw error;
-        }
-      }
-    } catch (error) {
-      return report('failed', { errorCode: errorCode(error), reason: safeMessage(error) });
-    }
   }
 
   // --- bookkeeping -----------------------------------------------------------------------------------------
@@ -471,12 +663,13 @@ export class RotationService {
     options: { dryRun: boolean; reason?: string },
     work: () => Promise<RotationReport>,
   ): Promise<RotationReport> {
+    this.assertAllowed(key);
     const started = Date.now();
     try {
       return await work();
     } catch (error) {
-      // Refusals of the request itself are answered, not recorded: nothing was attempted. A dry run writes nothing.
-      if (error instanceof VaultNotAllowedError || isTransient(error) || options.dryRun) throw error;
+      // Transient failures are answered 503 for the caller to retry; a dry run writes nothing.
+      if (isTransient(error) || options.dryRun) throw error;
       const reason = options.reason;
       await this.recordFailure(error, invocation, started, {
         trigger,
@@ -495,19 +688,17 @@ export class RotationService {
   ): Promise<RotationReport> {
     const code = errorCode(error);
     const message = safeMessage(error);
+    const transient = isTransient(error);
     const refused = error instanceof RotatorError && (code === 'INVALID_INPUT' || code === 'VAULT_NOT_ALLOWED');
-    (isTransient(error) ? invocation.log.warn : invocation.log.error).call(invocation.log, 'rotation.failed', {
-      key: fields.keyId,
-      errorCode: code,
-      message,
-      transient: isTransient(error),
-    });
+    const fieldsToLog = { key: fields.keyId, errorCode: code, message, transient };
+    if (transient) invocation.log.warn('rotation.failed', fieldsToLog);
+    else invocation.log.error('rotation.failed', fieldsToLog);
     const record = this.record(
       invocation,
       { trigger: fields.trigger, dryRun: false, decision: '' },
       {
         ...fields,
-        result: refused ? 'refused' : 'failed',
+        result: refused ? 'refused' : transient ? 'retrying' : 'failed',
         errorCode: code,
         message,
         durationMs: Date.now() - started,
@@ -515,18 +706,19 @@ export class RotationService {
     );
     try {
       await this.deps.audit.append([record]);
-      if (!refused && !isTransient(error)) {
-        await this.publish(invocation, [
-          {
-            type: 'CmkRotator.RotationFailed',
-            subject: fields.keyId || 'unknown',
-            data: { ...record, time: record.time.toISOString() },
-          },
-        ]);
-      }
     } catch (auditError) {
       invocation.log.error('audit.failed', { errorCode: errorCode(auditError), message: safeMessage(auditError) });
-      if (!isTransient(error)) throw auditError;
+      // A permanent failure must leave a trace: if it cannot be recorded, let the event be redelivered.
+      if (!transient) throw new UpstreamUnavailableError('The audit log could not record a failure.', auditError);
+    }
+    if (!refused && !transient) {
+      await this.publish(invocation, [
+        {
+          type: 'CmkRotator.RotationFailed',
+          subject: fields.keyId || 'unknown',
+          data: { ...record, time: record.time.toISOString() },
+        },
+      ]);
     }
     return this.emptyReport(fields.keyId, fields.trigger, invocation, refused ? 'refused' : 'failed', message, code);
   }
@@ -584,43 +776,23 @@ export class RotationService {
   }
 }
 
-interface RunContext {
-  trigger: Trigger;
-  dryRun: boolean;
-  decision: string;
-  eventId?: string;
-  eventType?: string;
-  reason?: string;
-  created?: KeyVersionDetails;
-}
-
-/**
- * What to do with one hub, given the versions of the key it references now. `target` undefined means "a version
- * newer than all" (a planned rotation). Never downgrade: a hub already on a newer version is left alone.
- */
-export function decideHub(
-  hubVersions: readonly (string | undefined)[],
-  target: string | undefined,
-  versions: readonly KeyVersionSummary[],
-): { result: 'move' | 'already-current' | 'skipped'; reason?: string } {
-  if (hubVersions.length === 0) return { result: 'skipped', reason: 'the hub no longer references the key' };
-  if (hubVersions.some((v) => v === undefined)) {
-    return { result: 'skipped', reason: 'the hub references the key without a version (it follows the latest itself)' };
-  }
-  if (target === undefined) return { result: 'move' };
-  if (hubVersions.every((v) => v!.toLowerCase() === target.toLowerCase())) return { result: 'already-current' };
-  const newer = hubVersions.find((v) => compareVersions(versions, v!, target) === 1);
-  if (newer) return { result: 'skipped', reason: `the hub already uses the newer version ${newer}` };
-  return { result: 'move' };
+/** A task this invocation did not work on, reported as the job has it. */
+function storedReport(task: HubTask, to: string, now: Date): HubReport {
+  const busy = task.state === 'pending' && task.claimedUntil && task.claimedUntil > now;
+  return {
+    hubId: task.hubId,
+    hubName: task.hubName,
+    from: task.from,
+    to,
+    result: task.state === 'pending' ? (busy ? 'in-progress' : 'retrying') : task.state,
+    attempts: task.attempts,
+    ...(task.reason ? { reason: task.reason } : {}),
+    ...(task.errorCode ? { errorCode: task.errorCode } : {}),
+    durationMs: 0,
+  };
 }
 
 const TRANSIENT_CODES = new Set(['UPSTREAM_UNAVAILABLE', 'ETAG_CONFLICT', 'BUSY', 'INTERNAL']);
-function isTransientCode(code: string): boolean {
-  return TRANSIENT_CODES.has(code);
-}
-
-/** Error text for reports and logs: our own messages are written to be safe; anything else is reduced to its type. */
-export function safeMessage(error: unknown): string {
-  if (error instanceof RotatorError) return error.message;
-  return error instanceof Error ? `${error.name}: unexpected failure` : 'unexpected failure';
+function isTransientCode(code: string | undefined): boolean {
+  return code !== undefined && TRANSIENT_CODES.has(code);
 }

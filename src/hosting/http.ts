@@ -5,7 +5,7 @@ import { RotatorError, ValidationError } from '../domain/errors';
 import type { FieldProblem } from '../domain/errors';
 import { parseKeyId } from '../domain/keyId';
 import type { KeyName } from '../domain/keyId';
-import { safeMessage } from '../domain/rotation';
+import { safeMessage } from '../domain/hubMove';
 import { invocationLogger } from './logger';
 
 const STATUS: Record<string, number> = {

@@ -3,53 +3,70 @@
 import type { TokenCredential } from '@azure/core-auth';
 import { TableClient } from '@azure/data-tables';
 import { DefaultAzureCredential } from '@azure/identity';
-import { AuditTableAdapter, AUDIT_TABLE } from '../adapters/auditTable';
+import { BlobServiceClient } from '@azure/storage-blob';
+import { AUDIT_TABLE, AuditTableAdapter } from '../adapters/auditTable';
 import { IotHubAdapter } from '../adapters/iotHubs';
+import { JOBS_TABLE, JobsTableAdapter } from '../adapters/jobsTable';
 import { KeyVaultAdapter } from '../adapters/keyVault';
+import { BlobLeaseLock } from '../adapters/leaseLock';
 import { EventGridOutcomePublisher, NoOutcomePublisher } from '../adapters/outcomes';
 import { loadConfig } from '../config';
-import type { Config } from '../config';
+import type { Config, StorageSettings } from '../config';
 import { InProcessLock } from '../domain/concurrency';
 import { keyLabel } from '../domain/keyId';
 import { RotationService } from '../domain/rotation';
 
 export function createRotationService(config: Config, credential: TokenCredential): RotationService {
-  const lock = new InProcessLock();
+  const storage = storageClients(config.storage, credential);
+  // The blob lease guards across instances; the in-process lock keeps one instance's own invocations from
+  // queueing on the lease.
+  const local = new InProcessLock();
+  const lease = new BlobLeaseLock(storage.blobs);
   return new RotationService({
     keyVault: new KeyVaultAdapter(credential),
     hubs: new IotHubAdapter(credential, { armEndpoint: config.armEndpoint, subscriptionIds: config.subscriptionIds }),
-    audit: new AuditTableAdapter(auditTable(config, credential)),
+    audit: new AuditTableAdapter(storage.table(AUDIT_TABLE)),
+    jobs: new JobsTableAdapter(storage.table(JOBS_TABLE)),
     outcomes: config.outcomeTopic
       ? new EventGridOutcomePublisher(
           config.outcomeTopic.endpoint,
           config.outcomeTopic.key ? { key: config.outcomeTopic.key } : credential,
         )
       : new NoOutcomePublisher(),
-    lock: { runExclusive: (key, work) => lock.run(keyLabel(key), work) },
+    lock: { runExclusive: (key, work) => local.run(keyLabel(key), () => lease.runExclusive(key, work)) },
     clock: { now: () => new Date() },
     settings: {
       allowedVaults: config.allowedVaults,
       defaultKeyValidityDays: config.defaultKeyValidityDays,
       hubConcurrency: config.hubConcurrency,
       maxEtagAttempts: 5,
+      maxHubAttempts: 5,
+      claimTtlMs: 10 * 60_000,
+      nearExpiryDays: config.nearExpiryDays,
     },
   });
 }
 
-function auditTable(config: Config, credential: TokenCredential): TableClient {
-  const { storage } = config;
+function storageClients(storage: StorageSettings, credential: TokenCredential) {
   if (storage.kind === 'connectionString') {
+    const { connectionString } = storage;
+    // Azurite speaks plain HTTP; the connection string says so, and the SDK must be told it may.
     const insecure = /UseDevelopmentStorage=true|DefaultEndpointsProtocol=http;|Endpoint=http:\/\//i.test(
-      storage.connectionString,
+      connectionString,
     );
-    return TableClient.fromConnectionString(storage.connectionString, AUDIT_TABLE, {
-      allowInsecureConnection: insecure,
-    });
+    return {
+      blobs: BlobServiceClient.fromConnectionString(connectionString),
+      table: (name: string) =>
+        TableClient.fromConnectionString(connectionString, name, { allowInsecureConnection: insecure }),
+    };
   }
   const storageCredential = storage.clientId
     ? new DefaultAzureCredential({ managedIdentityClientId: storage.clientId })
     : credential;
-  return new TableClient(storage.tableUrl, AUDIT_TABLE, storageCredential);
+  return {
+    blobs: new BlobServiceClient(storage.blobUrl, storageCredential),
+    table: (name: string) => new TableClient(storage.tableUrl, name, storageCredential),
+  };
 }
 
 export const config = loadConfig(process.env);

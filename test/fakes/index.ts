@@ -14,6 +14,8 @@ import type {
   AuditRecord,
   HubDocument,
   HubRepository,
+  HubTask,
+  JobStore,
   JsonObject,
   KeyVault,
   KeyVersionDetails,
@@ -22,6 +24,7 @@ import type {
   NewKeyVersionSpec,
   Outcome,
   OutcomePublisher,
+  RotationJob,
 } from '../../src/domain/ports';
 
 export class FakeClock {
@@ -221,4 +224,57 @@ export class MemoryLogger implements Logger {
   info = (event: string, fields: JsonObject = {}) => void this.lines.push({ level: 'info', event, fields });
   warn = (event: string, fields: JsonObject = {}) => void this.lines.push({ level: 'warn', event, fields });
   error = (event: string, fields: JsonObject = {}) => void this.lines.push({ level: 'error', event, fields });
+}
+
+export class FakeJobs implements JobStore {
+  readonly jobs = new Map<string, { job: RotationJob; tasks: Map<string, HubTask> }>();
+  saves: HubTask[] = [];
+  private version = 0;
+
+  private id(job: RotationJob) {
+    return `${keyUrl(job.key)}|${job.targetVersion}`;
+  }
+
+  open(job: RotationJob, hubs: Pick<HubTask, 'hubId' | 'hubName' | 'from'>[]): Promise<HubTask[]> {
+    const entry = this.jobs.get(this.id(job)) ?? { job, tasks: new Map<string, HubTask>() };
+    this.jobs.set(this.id(job), entry);
+    for (const h of hubs) {
+      if (!entry.tasks.has(h.hubId))
+        entry.tasks.set(h.hubId, { ...h, state: 'pending', attempts: 0, etag: this.etag() });
+    }
+    return Promise.resolve([...entry.tasks.values()].map((t) => ({ ...t })));
+  }
+
+  claim(job: RotationJob, task: HubTask, until: Date): Promise<HubTask | undefined> {
+    const stored = this.jobs.get(this.id(job))?.tasks.get(task.hubId);
+    if (!stored || stored.etag !== task.etag) return Promise.resolve(undefined);
+    stored.claimedUntil = until;
+    stored.etag = this.etag();
+    return Promise.resolve({ ...stored });
+  }
+
+  save(job: RotationJob, task: HubTask): Promise<void> {
+    const tasks = this.jobs.get(this.id(job))?.tasks;
+    const stored = tasks?.get(task.hubId);
+    if (tasks && stored?.etag === task.etag) {
+      tasks.set(task.hubId, { ...task, etag: this.etag() });
+      this.saves.push(task);
+    }
+    return Promise.resolve();
+  }
+
+  unfinished(): Promise<RotationJob[]> {
+    return Promise.resolve(
+      [...this.jobs.values()].filter((j) => [...j.tasks.values()].some((t) => t.state === 'pending')).map((j) => j.job),
+    );
+  }
+
+  task(hubId: string): HubTask | undefined {
+    for (const j of this.jobs.values()) if (j.tasks.has(hubId)) return j.tasks.get(hubId);
+    return undefined;
+  }
+
+  private etag() {
+    return `w/${++this.version}`;
+  }
 }

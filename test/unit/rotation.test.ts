@@ -3,12 +3,14 @@ import { InProcessLock } from '../../src/domain/concurrency';
 import { keyLabel } from '../../src/domain/keyId';
 import type { KeyName } from '../../src/domain/keyId';
 import { ROTATED_FROM_TAG } from '../../src/domain/keyPolicy';
-import { RotationService, decideHub } from '../../src/domain/rotation';
+import { decideHub } from '../../src/domain/hubMove';
+import { RotationService } from '../../src/domain/rotation';
 import { UpstreamUnavailableError } from '../../src/domain/errors';
 import {
   FakeAudit,
   FakeClock,
   FakeHubs,
+  FakeJobs,
   FakeKeyVault,
   FakeOutcomes,
   MemoryLogger,
@@ -29,11 +31,13 @@ function setup(options: { concurrency?: number } = {}) {
   const outcomes = new FakeOutcomes();
   const log = new MemoryLogger();
   const lock = new InProcessLock();
+  const jobs = new FakeJobs();
   const service = new RotationService({
     keyVault,
     hubs,
     audit,
     outcomes,
+    jobs,
     clock,
     lock: { runExclusive: (key, work) => lock.run(keyLabel(key), work) },
     settings: {
@@ -41,10 +45,13 @@ function setup(options: { concurrency?: number } = {}) {
       defaultKeyValidityDays: 90,
       hubConcurrency: options.concurrency ?? 4,
       maxEtagAttempts: 3,
+      maxHubAttempts: 3,
+      claimTtlMs: 60_000,
+      nearExpiryDays: 30,
     },
   });
   const invocation = { correlationId: 'inv-1', log };
-  return { clock, keyVault, hubs, audit, outcomes, log, service, invocation };
+  return { clock, keyVault, hubs, audit, outcomes, jobs, log, service, invocation };
 }
 
 function event(type: string, keyId: string, extra: Record<string, unknown> = {}) {
@@ -99,7 +106,7 @@ describe('RotationService: Key Vault events', () => {
     expect(t.hubs.keyOf(h2)).toBe(created.id);
     expect(t.hubs.keyOf(other)).toBe(`${VAULT}/keys/other-cmk/abc`);
     // Only the key identifier changed; the PUT carried If-Match with the etag read.
-    const after = structuredClone(t.hubs.hubs.get(h1)!.body) as typeof before;
+    const after = structuredClone(t.hubs.hubs.get(h1)!.body);
     (
       before.properties as { encryption: { keyVaultProperties: { keyIdentifier: string }[] } }
     ).encryption.keyVaultProperties[0]!.keyIdentifier = created.id;
@@ -127,7 +134,8 @@ describe('RotationService: Key Vault events', () => {
 
     expect(t.keyVault.created).toHaveLength(1);
     expect(t.hubs.puts).toHaveLength(puts);
-    expect(again.hubs.map((h) => h.result)).toEqual(['already-current']);
+    // The job already records the hub as moved: reported as such, not worked again.
+    expect(again.hubs.map((h) => h.result)).toEqual(['moved']);
     expect(again.decision).toMatch(/newer version .* already exists/);
   });
 
@@ -176,7 +184,8 @@ describe('RotationService: Key Vault events', () => {
     t.hubs.add(`${SUB}/ahead`, v2.id);
     const report = await t.service.handleEvent(event('KeyNewVersionCreated', v1.id), t.invocation);
     expect(t.hubs.keyOf(`${SUB}/ahead`)).toBe(v2.id);
-    expect(report.hubs[0]).toMatchObject({ result: 'skipped', reason: expect.stringMatching(/newer version/) });
+    expect(report.hubs[0]?.result).toBe('skipped');
+    expect(report.hubs[0]?.reason).toMatch(/newer version/);
   });
 
   it('retries a hub after 412 with a fresh read and the new etag', async () => {
@@ -233,7 +242,12 @@ describe('RotationService: Key Vault events', () => {
     await expect(t.service.handleEvent(nearExpiry, t.invocation)).rejects.toBeInstanceOf(UpstreamUnavailableError);
     expect(t.hubs.keyOf(`${SUB}/fine`)).toBe(t.keyVault.created[0]!.id);
 
-    // The redelivery finishes the job without a second version.
+    expect(t.jobs.task(`${SUB}/flaky`)).toMatchObject({ state: 'pending', attempts: 1 });
+    // A redelivery inside the backoff leaves the hub alone (and is still transient)...
+    await expect(t.service.handleEvent(nearExpiry, t.invocation)).rejects.toBeInstanceOf(UpstreamUnavailableError);
+    expect(t.hubs.puts.filter((p) => p.hubId === `${SUB}/flaky`)).toHaveLength(1);
+    // ...and the one after it finishes the job without a second version.
+    t.clock.advance(31_000);
     const retry = await t.service.handleEvent(nearExpiry, t.invocation);
     expect(t.keyVault.created).toHaveLength(1);
     expect(retry.status).toBe('succeeded');

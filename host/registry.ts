@@ -1,0 +1,344 @@
+// Loads a Node.js v4 programming-model app the way the Azure Functions worker does and invokes its functions
+// through the app's own programming model (so handlers get the real `@azure/functions` objects).
+import { randomUUID } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { inspect } from 'node:util';
+import type {
+  BindingInfo,
+  CoreInvocationContext,
+  FunctionMetadata,
+  HookName,
+  LogCategory,
+  LogLevel,
+  RegisteredCallback,
+  RpcInvocationResponse,
+  RpcTypedData,
+} from './core-api';
+import { AppRegistrations, provideCoreModule } from './core-api';
+import type { HostLogEntry } from './log';
+import { describeError, formatLogLine, isShown } from './log';
+
+/** A function as the app registered it, plus the trigger options the host acts on. */
+export interface RegisteredFunction {
+  name: string;
+  /** e.g. `httpTrigger`, `eventGridTrigger`, `timerTrigger`. */
+  triggerType: string;
+  /** Exactly as `@azure/functions` registered them, keyed by binding name (`$return` for the return value). */
+  bindings: Record<string, BindingInfo>;
+  /** HTTP only: the route template under `/api/` (the function name when the app gave none). */
+  route?: string;
+  /** HTTP only, upper case; absent means every method. */
+  methods?: string[];
+  /** HTTP only: `anonymous`, `function` or `admin`. */
+  authLevel?: string;
+  /** Timer only: the NCRONTAB expression as registered (`%SETTING%` not yet resolved). */
+  schedule?: string;
+}
+
+export interface InvocationInput {
+  /** The trigger's value in the worker protocol's typed-data form (`http`, `json`, `string`, ...). */
+  trigger: RpcTypedData;
+  /** Binding data the trigger extension would attach (e.g. Event Grid's `data`). */
+  triggerMetadata?: Record<string, RpcTypedData>;
+  /** Why the function runs, for the `Executing ...` log line. */
+  reason: string;
+}
+
+export interface LoadedApp {
+  appDir: string;
+  functions: RegisteredFunction[];
+  /** Runs one invocation; resolves with the worker's invocation response, rejects with FunctionInvocationError. */
+  invoke(functionName: string, input: InvocationInput): Promise<RpcInvocationResponse>;
+  /** Runs the app's `appTerminate` hooks. */
+  terminate(): Promise<void>;
+}
+
+export interface LoadOptions {
+  /** Receives every log entry (app and host); default: lines of information level and above on stdout. */
+  log?: (entry: HostLogEntry) => void;
+}
+
+export class FunctionInvocationError extends Error {
+  constructor(
+    readonly functionName: string,
+    readonly invocationId: string,
+    cause: unknown,
+  ) {
+    super(`Exception while executing function: Functions.${functionName}`, { cause });
+    this.name = 'FunctionInvocationError';
+  }
+}
+
+// Capabilities the Node.js worker announces to the host (azure-functions-nodejs-worker getWorkerCapabilities).
+const workerCapabilities = {
+  RawHttpBodyBytes: 'true',
+  RpcHttpTriggerMetadataRemoved: 'true',
+  RpcHttpBodyOnly: 'true',
+  IgnoreEmptyValuedRpcHttpHeaders: 'true',
+  UseNullableValueDictionaryForHttp: 'true',
+  WorkerStatus: 'true',
+  TypedDataCollection: 'true',
+  HandlesWorkerTerminateMessage: 'true',
+};
+
+const isTriggerType = (type: string): boolean => /trigger$/i.test(type);
+
+function printToStdout(entry: HostLogEntry): void {
+  if (isShown(entry.level)) process.stdout.write(`${formatLogLine(entry)}\n`);
+}
+
+export async function loadFunctionApp(appDir: string, options: LoadOptions = {}): Promise<LoadedApp> {
+  const log = options.log ?? printToStdout;
+  const functionAppDirectory = path.resolve(appDir);
+  const entryPoint = resolveEntryPoint(functionAppDirectory);
+
+  const appHookData: Record<string, unknown> = {};
+  const appLevelOnlyHookData: Record<string, unknown> = {};
+  const invocationScopes = new Map<string, { hookData: Record<string, unknown>; invocationContext?: unknown }>();
+
+  const emit = (entry: Omit<HostLogEntry, 'time'>): void => {
+    const logHooks = registrations.hooksFor('log');
+    if (logHooks.length === 0) return log({ time: new Date(), ...entry });
+    const scope = entry.invocationId ? invocationScopes.get(entry.invocationId) : undefined;
+    const hookContext = {
+      hookData: scope?.hookData ?? {},
+      appHookData,
+      invocationContext: scope?.invocationContext,
+      category: entry.category,
+      level: entry.level,
+      message: entry.message,
+    };
+    for (const hook of logHooks) hook(hookContext);
+    // Like the worker: hooks may rewrite only the app's own lines.
+    const rewritten = entry.category === 'user' ? { level: hookContext.level, message: hookContext.message } : {};
+    log({ time: new Date(), ...entry, ...rewritten });
+  };
+  const registrations: AppRegistrations = new AppRegistrations((level, category, message) =>
+    emit({ level, category, message }),
+  );
+
+  provideCoreModule(registrations.coreApi());
+  try {
+    requireFresh(entryPoint);
+  } catch (error) {
+    throw new Error(
+      `The function app failed to load (${path.relative(process.cwd(), entryPoint) || entryPoint}): ${
+        error instanceof Error ? error.message : String(error)
+      }`,
+      { cause: error },
+    );
+  }
+
+  const programmingModel = registrations.programmingModel;
+  if (programmingModel?.getCapabilities) {
+    const capabilities = await programmingModel.getCapabilities({ ...workerCapabilities });
+    if (capabilities.HttpUri) {
+      throw new Error(
+        'The app enables HTTP streaming (app.setup({ enableHttpStream: true })); the local host does not support it.',
+      );
+    }
+  }
+
+  const runHooks = async (name: HookName, context: object): Promise<void> => {
+    for (const hook of [...registrations.hooksFor(name)]) await hook(context);
+  };
+  await runHooks('appStart', { hookData: appLevelOnlyHookData, appHookData, functionAppDirectory });
+  registrations.startupFinished = true;
+
+  const registered = [...registrations.functions.values()];
+  const functions = registered.map(({ metadata }) => describeFunction(metadata));
+  if (registered.length > 0 && !programmingModel) {
+    throw new Error('The app registered functions but no programming model; is @azure/functions v4 in use?');
+  }
+
+  async function invoke(functionName: string, input: InvocationInput): Promise<RpcInvocationResponse> {
+    const registeredFunction = registrations.functions.get(functionName);
+    if (!registeredFunction || !programmingModel) throw new Error(`The app has no function named "${functionName}".`);
+    const invocationId = randomUUID();
+    const scope: { hookData: Record<string, unknown>; invocationContext?: unknown } = { hookData: {} };
+    invocationScopes.set(invocationId, scope);
+    const hostLog = (level: LogLevel, message: string): void =>
+      emit({ level, category: 'system', functionName, invocationId, message });
+    const started = Date.now();
+    hostLog('information', `Executing 'Functions.${functionName}' (Reason='${input.reason}', Id=${invocationId})`);
+    try {
+      const response = await runInvocation(registeredFunction, invocationId, input, scope, (level, category, message) =>
+        emit({ level, category, functionName, invocationId, message }),
+      );
+      hostLog(
+        'information',
+        `Executed 'Functions.${functionName}' (Succeeded, Id=${invocationId}, Duration=${Date.now() - started}ms)`,
+      );
+      return response;
+    } catch (error) {
+      const failure = new FunctionInvocationError(functionName, invocationId, error);
+      hostLog('error', `${failure.message}. ${describeError(error)}`);
+      hostLog(
+        'error',
+        `Executed 'Functions.${functionName}' (Failed, Id=${invocationId}, Duration=${Date.now() - started}ms)`,
+      );
+      throw failure;
+    } finally {
+      invocationScopes.delete(invocationId);
+    }
+  }
+
+  /** The worker's invocation sequence: arguments, preInvocation hooks, the call, postInvocation hooks, response. */
+  async function runInvocation(
+    { metadata, callback }: RegisteredCallback,
+    invocationId: string,
+    input: InvocationInput,
+    scope: { hookData: Record<string, unknown>; invocationContext?: unknown },
+    log: (level: LogLevel, category: LogCategory, message: string) => void,
+  ): Promise<RpcInvocationResponse> {
+    const coreContext: CoreInvocationContext = {
+      invocationId,
+      request: {
+        invocationId,
+        functionId: metadata.functionId ?? metadata.name,
+        inputData: [{ name: triggerBindingName(metadata), data: input.trigger }],
+        triggerMetadata: { ...input.triggerMetadata, sys: systemBindingData(metadata.name) },
+      },
+      metadata: {
+        ...metadata,
+        // What the worker sends the host: the host reads `rawBindings`, the library reads `bindings`.
+        rawBindings: Object.entries(metadata.bindings).map(([name, binding]) => JSON.stringify({ ...binding, name })),
+        scriptFile: 'n/a',
+      },
+      log,
+    };
+    const invocationModel = await programmingModel!.getInvocationModel(coreContext);
+    const { context, inputs } = await invocationModel.getArguments();
+    scope.invocationContext = context;
+
+    const preInvocation = {
+      hookData: scope.hookData,
+      appHookData,
+      invocationContext: context,
+      inputs,
+      functionCallback: callback,
+    };
+    coreContext.state = 'preInvocationHooks';
+    try {
+      await runHooks('preInvocation', preInvocation);
+    } finally {
+      coreContext.state = undefined;
+    }
+
+    const postInvocation = {
+      hookData: scope.hookData,
+      appHookData,
+      invocationContext: context,
+      inputs: preInvocation.inputs,
+      result: null as unknown,
+      error: null as unknown,
+    };
+    coreContext.state = 'invocation';
+    try {
+      postInvocation.result = await invocationModel.invokeFunction(
+        context,
+        preInvocation.inputs,
+        preInvocation.functionCallback,
+      );
+    } catch (error) {
+      postInvocation.error = error;
+    } finally {
+      coreContext.state = undefined;
+    }
+
+    coreContext.state = 'postInvocationHooks';
+    try {
+      await runHooks('postInvocation', postInvocation);
+    } finally {
+      coreContext.state = undefined;
+    }
+    const { error } = postInvocation;
+    if (error !== null && error !== undefined) throw error instanceof Error ? error : new Error(inspect(error));
+    return invocationModel.getResponse(context, postInvocation.result);
+  }
+
+  return {
+    appDir: functionAppDirectory,
+    functions,
+    invoke,
+    terminate: () => runHooks('appTerminate', { hookData: appLevelOnlyHookData, appHookData }),
+  };
+}
+
+function resolveEntryPoint(appDir: string): string {
+  const packageJsonPath = path.join(appDir, 'package.json');
+  if (!existsSync(packageJsonPath)) throw new Error(`No package.json in ${appDir}: it is not a function app folder.`);
+  let main: unknown;
+  try {
+    main = (JSON.parse(readFileSync(packageJsonPath, 'utf8')) as { main?: unknown }).main;
+  } catch (error) {
+    throw new Error(`${packageJsonPath} is not valid JSON: ${(error as Error).message}`);
+  }
+  if (typeof main !== 'string' || main.trim() === '') {
+    throw new Error(`${packageJsonPath} has no "main": it must name the file that registers the functions.`);
+  }
+  const entryPoint = path.resolve(appDir, main);
+  if (!existsSync(entryPoint)) {
+    throw new Error(
+      `"main" in ${packageJsonPath} is "${main}", but ${entryPoint} does not exist (run the build first?).`,
+    );
+  }
+  return entryPoint;
+}
+
+// Modules loaded by the previous app in this process. A fresh app gets fresh copies (its own `@azure/functions`
+// with its own registrations); the worker never needs this because it runs one app per process.
+const modulesOfPreviousApp = new Set<string>();
+
+function requireFresh(entryPoint: string): void {
+  const appRequire = createRequire(entryPoint);
+  for (const id of modulesOfPreviousApp) delete appRequire.cache[id];
+  modulesOfPreviousApp.clear();
+  const loadedBefore = new Set(Object.keys(appRequire.cache));
+  try {
+    appRequire(entryPoint);
+  } finally {
+    for (const id of Object.keys(appRequire.cache)) if (!loadedBefore.has(id)) modulesOfPreviousApp.add(id);
+  }
+}
+
+function triggerBindingName(metadata: FunctionMetadata): string {
+  const entry = Object.entries(metadata.bindings).find(([, binding]) => isTriggerType(binding.type));
+  if (!entry) throw new Error(`Function "${metadata.name}" has no trigger binding.`);
+  return entry[0];
+}
+
+/** The `sys` binding data the host adds to every invocation. */
+function systemBindingData(functionName: string): RpcTypedData {
+  return {
+    json: JSON.stringify({ MethodName: functionName, UtcNow: new Date().toISOString(), RandGuid: randomUUID() }),
+  };
+}
+
+function describeFunction(metadata: FunctionMetadata): RegisteredFunction {
+  const trigger = metadata.bindings[triggerBindingName(metadata)]!;
+  const described: RegisteredFunction = {
+    name: metadata.name,
+    triggerType: trigger.type,
+    bindings: JSON.parse(JSON.stringify(metadata.bindings)) as Record<string, BindingInfo>,
+  };
+  switch (trigger.type.toLowerCase()) {
+    case 'httptrigger': {
+      const { route, methods, authLevel } = trigger;
+      described.route = typeof route === 'string' && route.trim() !== '' ? route : metadata.name;
+      // Without `methods` the host accepts every method.
+      if (Array.isArray(methods)) described.methods = methods.map((m) => String(m).toUpperCase());
+      described.authLevel = typeof authLevel === 'string' ? authLevel.toLowerCase() : 'function';
+      break;
+    }
+    case 'timertrigger':
+      if (typeof trigger.schedule !== 'string') {
+        throw new Error(`Timer function "${metadata.name}" has no schedule.`);
+      }
+      described.schedule = trigger.schedule;
+      break;
+  }
+  return described;
+}

@@ -1,0 +1,196 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../../src/config';
+
+const TOPIC_KEY = 'c2VjcmV0LXRvcGljLWtleS12YWx1ZS0xMjM0NTY3ODkw';
+const ACCOUNT_KEY = 'QWNjb3VudEtleVNlY3JldFZhbHVlPT09PT09PT09PT09';
+const STORAGE = `DefaultEndpointsProtocol=https;AccountName=cmkrotator;AccountKey=${ACCOUNT_KEY};EndpointSuffix=core.windows.net`;
+const SUB_A = '91d12660-3dec-467a-be2a-213b5544ddc0';
+const SUB_B = '0B1C2D3E-4F50-6172-8394-A5B6C7D8E9F0';
+
+const MINIMAL = {
+  ROTATOR_ALLOWED_VAULTS: 'https://contoso.vault.azure.net',
+  ROTATOR_SUBSCRIPTION_IDS: SUB_A,
+  AzureWebJobsStorage: 'UseDevelopmentStorage=true',
+};
+
+function configError(env: NodeJS.ProcessEnv): ConfigError {
+  try {
+    loadConfig(env);
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return error as ConfigError;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('loadConfig', () => {
+  it('reads a full, valid set of settings', () => {
+    const config = loadConfig({
+      ROTATOR_ALLOWED_VAULTS: ' https://Contoso.Vault.Azure.Net/ , https://fabrikam.vault.azure.net ,',
+      ROTATOR_SUBSCRIPTION_IDS: `${SUB_A},${SUB_B}, ${SUB_A.toUpperCase()}`,
+      ROTATOR_OUTCOME_TOPIC_ENDPOINT: 'https://outcomes.westeurope-1.eventgrid.azure.net/api/events/',
+      ROTATOR_OUTCOME_TOPIC_KEY: TOPIC_KEY,
+      ROTATOR_DEFAULT_KEY_VALIDITY_DAYS: ' 180 ',
+      ROTATOR_HUB_CONCURRENCY: '32',
+      ROTATOR_NEAR_EXPIRY_DAYS: '14',
+      ROTATOR_ARM_ENDPOINT: 'https://management.usgovcloudapi.net/',
+      ROTATOR_RECONCILE_SCHEDULE: '0 */30 * * * *',
+      AZURE_CLIENT_ID: '00000000-0000-0000-0000-0000000000cc',
+      AzureWebJobsStorage: STORAGE,
+      UNRELATED_SETTING: 'ignored',
+    });
+    expect(config).toEqual({
+      allowedVaults: ['https://contoso.vault.azure.net', 'https://fabrikam.vault.azure.net'],
+      subscriptionIds: [SUB_A, SUB_B.toLowerCase()],
+      outcomeTopic: { endpoint: 'https://outcomes.westeurope-1.eventgrid.azure.net/api/events', key: TOPIC_KEY },
+      defaultKeyValidityDays: 180,
+      hubConcurrency: 32,
+      nearExpiryDays: 14,
+      armEndpoint: 'https://management.usgovcloudapi.net',
+      reconcileSchedule: '0 */30 * * * *',
+      managedIdentityClientId: '00000000-0000-0000-0000-0000000000cc',
+      storage: { kind: 'connectionString', connectionString: STORAGE },
+    });
+  });
+
+  it('applies defaults for everything optional, treating blank values as unset', () => {
+    expect(
+      loadConfig({
+        ...MINIMAL,
+        ROTATOR_HUB_CONCURRENCY: '  ',
+        ROTATOR_OUTCOME_TOPIC_ENDPOINT: '',
+        AZURE_CLIENT_ID: '',
+      }),
+    ).toEqual({
+      allowedVaults: ['https://contoso.vault.azure.net'],
+      subscriptionIds: [SUB_A],
+      defaultKeyValidityDays: 90,
+      hubConcurrency: 16,
+      nearExpiryDays: 30,
+      armEndpoint: 'https://management.azure.com',
+      reconcileSchedule: '0 0 * * * *',
+      storage: { kind: 'connectionString', connectionString: 'UseDevelopmentStorage=true' },
+    });
+  });
+
+  it('uses the topic with its identity when no key is given', () => {
+    expect(
+      loadConfig({
+        ...MINIMAL,
+        ROTATOR_OUTCOME_TOPIC_ENDPOINT: 'https://t.westeurope-1.eventgrid.azure.net/api/events',
+      }).outcomeTopic,
+    ).toEqual({ endpoint: 'https://t.westeurope-1.eventgrid.azure.net/api/events' });
+  });
+
+  it('reports every problem in one error, naming each setting', () => {
+    const error = configError({
+      ROTATOR_SUBSCRIPTION_IDS: `${SUB_A},not-a-guid`,
+      ROTATOR_DEFAULT_KEY_VALIDITY_DAYS: 'ninety',
+      ROTATOR_HUB_CONCURRENCY: '0',
+      ROTATOR_ARM_ENDPOINT: 'http://management.azure.com',
+    });
+    const settings = error.problems.map((p) => p.split(':')[0]);
+    expect(settings.sort()).toEqual(
+      [
+        'AzureWebJobsStorage',
+        'ROTATOR_ALLOWED_VAULTS',
+        'ROTATOR_ARM_ENDPOINT',
+        'ROTATOR_DEFAULT_KEY_VALIDITY_DAYS',
+        'ROTATOR_HUB_CONCURRENCY',
+        'ROTATOR_SUBSCRIPTION_IDS',
+      ].sort(),
+    );
+    expect(error.message).toContain('"not-a-guid" is not a subscription id');
+    expect(error.message).toContain('must be a whole number from 1 to 3650 (got "ninety")');
+    expect(error.message).toContain('ROTATOR_HUB_CONCURRENCY: must be a whole number from 1 to');
+    expect(error.message).toContain('(got "0")');
+    for (const problem of error.problems) expect(error.message).toContain(problem);
+  });
+
+  it('rejects bad vault URLs, one problem each', () => {
+    const error = configError({
+      ...MINIMAL,
+      ROTATOR_ALLOWED_VAULTS:
+        'https://contoso.vault.azure.net,http://insecure.vault.azure.net,https://x.vault.azure.net/keys/k',
+    });
+    expect(error.problems).toHaveLength(2);
+    expect(error.message).toContain('"http://insecure.vault.azure.net" is not a vault URL');
+    expect(error.message).toContain('"https://x.vault.azure.net/keys/k" is not a vault URL');
+  });
+
+  it.each([
+    ['ROTATOR_ALLOWED_VAULTS', ' , '],
+    ['ROTATOR_SUBSCRIPTION_IDS', ','],
+  ])('rejects a %s that names nothing', (setting, value) => {
+    expect(configError({ ...MINIMAL, [setting]: value }).problems).toEqual([
+      expect.stringMatching(new RegExp(`^${setting}: must name at least one`)),
+    ]);
+  });
+
+  it.each(['1.5', '3651', '-1', 'abc'])('rejects ROTATOR_DEFAULT_KEY_VALIDITY_DAYS=%s', (value) => {
+    expect(configError({ ...MINIMAL, ROTATOR_DEFAULT_KEY_VALIDITY_DAYS: value }).problems).toHaveLength(1);
+  });
+
+  it('uses identity-based storage from the account name', () => {
+    const config = loadConfig({
+      ROTATOR_ALLOWED_VAULTS: MINIMAL.ROTATOR_ALLOWED_VAULTS,
+      ROTATOR_SUBSCRIPTION_IDS: SUB_A,
+      AzureWebJobsStorage__accountName: 'cmkrotator',
+      AzureWebJobsStorage__clientId: '00000000-0000-0000-0000-0000000000dd',
+    });
+    expect(config.storage).toEqual({
+      kind: 'identity',
+      tableUrl: 'https://cmkrotator.table.core.windows.net',
+      blobUrl: 'https://cmkrotator.blob.core.windows.net',
+      clientId: '00000000-0000-0000-0000-0000000000dd',
+    });
+  });
+
+  it('uses identity-based storage from explicit service URIs', () => {
+    const config = loadConfig({
+      ROTATOR_ALLOWED_VAULTS: MINIMAL.ROTATOR_ALLOWED_VAULTS,
+      ROTATOR_SUBSCRIPTION_IDS: SUB_A,
+      AzureWebJobsStorage__tableServiceUri: 'https://cmk.table.core.usgovcloudapi.net/',
+      AzureWebJobsStorage__blobServiceUri: 'https://cmk.blob.core.usgovcloudapi.net',
+    });
+    expect(config.storage).toEqual({
+      kind: 'identity',
+      tableUrl: 'https://cmk.table.core.usgovcloudapi.net',
+      blobUrl: 'https://cmk.blob.core.usgovcloudapi.net',
+    });
+  });
+
+  it('refuses identity-based storage that cannot reach both tables and blobs', () => {
+    const error = configError({
+      ROTATOR_ALLOWED_VAULTS: MINIMAL.ROTATOR_ALLOWED_VAULTS,
+      ROTATOR_SUBSCRIPTION_IDS: SUB_A,
+      AzureWebJobsStorage__tableServiceUri: 'https://cmk.table.core.windows.net',
+    });
+    expect(error.problems).toEqual([expect.stringMatching(/^AzureWebJobsStorage: is required/)]);
+  });
+
+  it('rejects a malformed storage account name', () => {
+    const error = configError({
+      ...MINIMAL,
+      AzureWebJobsStorage: undefined,
+      AzureWebJobsStorage__accountName: 'Bad_Name',
+    });
+    expect(error.problems).toEqual([expect.stringMatching(/^AzureWebJobsStorage__accountName: /)]);
+  });
+
+  it('never echoes secrets, even when other settings are wrong', () => {
+    const error = configError({
+      ROTATOR_ALLOWED_VAULTS: 'http://contoso.vault.azure.net',
+      ROTATOR_SUBSCRIPTION_IDS: 'nope',
+      ROTATOR_HUB_CONCURRENCY: '100000',
+      ROTATOR_OUTCOME_TOPIC_ENDPOINT: 'not a url',
+      ROTATOR_OUTCOME_TOPIC_KEY: TOPIC_KEY,
+      AzureWebJobsStorage: STORAGE,
+    });
+    expect(error.problems.length).toBeGreaterThanOrEqual(4);
+    for (const text of [error.message, String(error.stack), JSON.stringify(error.problems)]) {
+      expect(text).not.toContain(TOPIC_KEY);
+      expect(text).not.toContain(ACCOUNT_KEY);
+    }
+  });
+});
