@@ -1,0 +1,120 @@
+// The ARM emulator's admin API: plain JSON under /_admin/ (no auth; the server only listens on loopback), the same
+// controls tests get in-process, so the sandbox can seed hubs and inject faults over HTTP.
+import { z } from 'zod';
+import { ArmError } from './errors';
+import type { OperationFailure, RequestFault, RequestLogEntry, ThrottlingSettings } from './faults';
+import { parseInput } from './faults';
+import type { HubDataCheck } from './hub-data';
+import type { JsonObject } from './hub-model';
+import type { HubRef } from './hub-store';
+
+export interface HubSeed extends HubRef {
+  /** A preview-api PUT body. */
+  hub: JsonObject;
+}
+
+export interface ArmEmulatorControl {
+  seedHub(seed: HubSeed): Promise<JsonObject>;
+  getHub(ref: HubRef): JsonObject | undefined;
+  listHubs(): JsonObject[];
+  checkHubData(ref: HubRef): Promise<HubDataCheck>;
+  faults: {
+    setLatency(ms: number): void;
+    failNextRequests(fault: RequestFault): void;
+    failNextOperations(failure?: OperationFailure): void;
+    raceEtag(ref: HubRef, count?: number): void;
+    setThrottling(settings: ThrottlingSettings): void;
+    clear(): void;
+  };
+  requests(): RequestLogEntry[];
+  clearRequests(): void;
+  reset(): void;
+}
+
+const hubRefSchema = z.strictObject({
+  subscriptionId: z.string().min(1),
+  resourceGroupName: z.string().min(1),
+  name: z.string().min(1),
+});
+const seedSchema = hubRefSchema.extend({ hub: z.looseObject({}) });
+const etagRaceSchema = hubRefSchema.extend({ count: z.number().int().min(1).default(1) });
+
+interface AdminReply {
+  status: number;
+  body?: unknown;
+}
+
+const HUB_PATH = /^\/_admin\/hubs\/([^/]+)\/([^/]+)\/([^/]+?)(\/data)?$/;
+
+function parseBody(raw: Buffer): unknown {
+  if (raw.length === 0) return {};
+  try {
+    return JSON.parse(raw.toString('utf8')) as unknown;
+  } catch (error) {
+    throw new ArmError(400, 'InvalidRequestContent', `The body is not valid JSON: ${(error as Error).message}`);
+  }
+}
+
+export async function handleAdmin(
+  control: ArmEmulatorControl,
+  method: string,
+  url: URL,
+  raw: Buffer,
+): Promise<AdminReply> {
+  const route = `${method} ${url.pathname.replace(/\/+$/, '')}`;
+  const done: AdminReply = { status: 204 };
+  // Fault inputs are validated by the controls themselves (the same checks apply in-process).
+  switch (route) {
+    case 'GET /_admin/hubs':
+      return { status: 200, body: { value: control.listHubs() } };
+    case 'POST /_admin/hubs':
+      return { status: 201, body: await control.seedHub(parseInput(seedSchema, parseBody(raw))) };
+    case 'PUT /_admin/faults/latency':
+      control.faults.setLatency(parseInput(z.strictObject({ ms: z.number() }), parseBody(raw)).ms);
+      return done;
+    case 'POST /_admin/faults/requests':
+      control.faults.failNextRequests(parseBody(raw) as RequestFault);
+      return done;
+    case 'POST /_admin/faults/operations':
+      control.faults.failNextOperations(parseBody(raw) as OperationFailure);
+      return done;
+    case 'POST /_admin/faults/etag-races': {
+      const { count, ...ref } = parseInput(etagRaceSchema, parseBody(raw));
+      control.faults.raceEtag(ref, count);
+      return done;
+    }
+    case 'PUT /_admin/throttling':
+      control.faults.setThrottling(parseBody(raw) as ThrottlingSettings);
+      return done;
+    case 'DELETE /_admin/faults':
+      control.faults.clear();
+      return done;
+    case 'GET /_admin/requests':
+      return { status: 200, body: { value: control.requests() } };
+    case 'DELETE /_admin/requests':
+      control.clearRequests();
+      return done;
+    case 'POST /_admin/reset':
+      control.reset();
+      return done;
+  }
+  const hubMatch = method === 'GET' ? HUB_PATH.exec(url.pathname) : null;
+  if (hubMatch) {
+    const ref: HubRef = {
+      subscriptionId: decodeURIComponent(hubMatch[1] ?? ''),
+      resourceGroupName: decodeURIComponent(hubMatch[2] ?? ''),
+      name: decodeURIComponent(hubMatch[3] ?? ''),
+    };
+    if (hubMatch[4]) return { status: 200, body: await control.checkHubData(ref) };
+    const hub = control.getHub(ref);
+    if (!hub) throw new ArmError(404, 'ResourceNotFound', `No IoT hub '${ref.name}' in '${ref.resourceGroupName}'.`);
+    return { status: 200, body: hub };
+  }
+  throw new ArmError(
+    404,
+    'NotFound',
+    `No admin route ${route}. Routes: GET|POST /_admin/hubs, GET /_admin/hubs/{sub}/{rg}/{name}[/data], ` +
+      'PUT /_admin/faults/latency, POST /_admin/faults/{requests|operations|etag-races}, DELETE /_admin/faults, ' +
+      'PUT /_admin/throttling, GET|DELETE /_admin/requests, POST /_admin/reset.',
+  );
+}

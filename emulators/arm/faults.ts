@@ -1,0 +1,192 @@
+// Fault injection for the ARM emulator: the failures a rotator meets in Azure (latency, 429/5xx, lost ETag races,
+// failed long-running operations, subscription write throttling), switchable in-process or over the admin API.
+import { z } from 'zod';
+import { ArmError, formatPath } from './errors';
+
+const requestFaultSchema = z.strictObject({
+  /** How many matching requests get the error. */
+  count: z.number().int().min(1).default(1),
+  status: z.union([z.literal(429), z.literal(500), z.literal(502), z.literal(503), z.literal(504)]),
+  /** Only requests with this method (any when omitted). */
+  method: z.string().min(1).optional(),
+  /** Only requests whose path contains this text, case-insensitively (any when omitted). */
+  path: z.string().min(1).optional(),
+  /** Retry-After for 429/503; the emulator's retryAfterSeconds when omitted. */
+  retryAfterSeconds: z.number().int().min(0).optional(),
+});
+export type RequestFault = z.input<typeof requestFaultSchema>;
+
+const operationFailureSchema = z.strictObject({
+  count: z.number().int().min(1).default(1),
+  code: z.string().min(1).default('InternalServerError'),
+  message: z.string().min(1).default('The operation failed because of an internal error (injected fault).'),
+});
+export type OperationFailure = z.input<typeof operationFailureSchema>;
+
+const throttlingSchema = z.strictObject({
+  enabled: z.boolean(),
+  /** ARM's subscription write bucket: 200 tokens, refilled at 10 per second. */
+  burst: z.number().int().min(1).default(200),
+  refillPerSecond: z.number().positive().default(10),
+});
+export type ThrottlingSettings = z.input<typeof throttlingSchema>;
+
+const latencySchema = z.strictObject({ ms: z.number().int().min(0) });
+
+/** Parses input with a schema and reports the first problem as ARM's 400 (the admin API speaks ARM's error shape). */
+export function parseInput<T extends z.ZodType>(schema: T, input: unknown): z.output<T> {
+  const parsed = schema.safeParse(input);
+  if (parsed.success) return parsed.data;
+  const issue = parsed.error.issues[0];
+  const where = issue?.path.length ? `'${formatPath(issue.path)}' ` : '';
+  throw new ArmError(400, 'InvalidRequestContent', `Invalid request: ${where}${issue?.message ?? 'is invalid'}.`);
+}
+
+const STATUS_CODES: Record<number, { code: string; message: string }> = {
+  429: { code: 'TooManyRequests', message: 'The request was throttled (injected fault). Retry after the given delay.' },
+  500: { code: 'InternalServerError', message: 'The server encountered an internal error (injected fault).' },
+  502: { code: 'BadGateway', message: 'The gateway received an invalid response (injected fault).' },
+  503: { code: 'ServiceUnavailable', message: 'The service is temporarily unavailable (injected fault).' },
+  504: { code: 'GatewayTimeout', message: 'The gateway timed out (injected fault).' },
+};
+
+interface WriteBucket {
+  tokens: number;
+  updatedAtMs: number;
+}
+
+export type WriteTokenResult = { allowed: true; remaining: number } | { allowed: false; retryAfterSeconds: number };
+
+export class FaultInjector {
+  latencyMs = 0;
+  private requestFaults: Array<z.output<typeof requestFaultSchema>> = [];
+  private operationFailures: Array<z.output<typeof operationFailureSchema>> = [];
+  private readonly etagRaces = new Map<string, number>();
+  private throttling: z.output<typeof throttlingSchema> | undefined;
+  private readonly buckets = new Map<string, WriteBucket>();
+
+  constructor(private readonly defaultRetryAfterSeconds: number) {}
+
+  setLatency(input: unknown): void {
+    this.latencyMs = parseInput(latencySchema, input).ms;
+  }
+
+  failNextRequests(input: unknown): void {
+    this.requestFaults.push(parseInput(requestFaultSchema, input));
+  }
+
+  failNextOperations(input: unknown): void {
+    this.operationFailures.push(parseInput(operationFailureSchema, input));
+  }
+
+  raceEtag(hubKey: string, count: number): void {
+    this.etagRaces.set(hubKey, (this.etagRaces.get(hubKey) ?? 0) + count);
+  }
+
+  setThrottling(input: unknown): void {
+    const settings = parseInput(throttlingSchema, input);
+    this.throttling = settings.enabled ? settings : undefined;
+    this.buckets.clear();
+  }
+
+  clear(): void {
+    this.latencyMs = 0;
+    this.requestFaults = [];
+    this.operationFailures = [];
+    this.etagRaces.clear();
+    this.throttling = undefined;
+    this.buckets.clear();
+  }
+
+  /** The injected error for this request, if one is queued for it (consumes one use). */
+  takeRequestFault(method: string, path: string): ArmError | undefined {
+    const index = this.requestFaults.findIndex(
+      (f) =>
+        (!f.method || f.method.toUpperCase() === method.toUpperCase()) &&
+        (!f.path || path.toLowerCase().includes(f.path.toLowerCase())),
+    );
+    const fault = this.requestFaults[index];
+    if (!fault) return undefined;
+    if (--fault.count === 0) this.requestFaults.splice(index, 1);
+    const { code, message } = STATUS_CODES[fault.status] ?? { code: 'InternalServerError', message: 'Injected fault.' };
+    const headers: Record<string, string> =
+      fault.status === 429 || fault.status === 503
+        ? { 'retry-after': String(fault.retryAfterSeconds ?? this.defaultRetryAfterSeconds) }
+        : {};
+    return new ArmError(fault.status, code, message, headers);
+  }
+
+  /** True when someone else should write this hub just before the caller's write (consumes one use). */
+  takeEtagRace(hubKey: string): boolean {
+    const remaining = this.etagRaces.get(hubKey) ?? 0;
+    if (remaining <= 0) return false;
+    if (remaining === 1) this.etagRaces.delete(hubKey);
+    else this.etagRaces.set(hubKey, remaining - 1);
+    return true;
+  }
+
+  takeOperationFailure(): { code: string; message: string } | undefined {
+    const failure = this.operationFailures[0];
+    if (!failure) return undefined;
+    if (--failure.count === 0) this.operationFailures.shift();
+    return { code: failure.code, message: failure.message };
+  }
+
+  /** A token from the subscription's write bucket; undefined while throttling is off. */
+  takeWriteToken(subscriptionId: string, nowMs: number): WriteTokenResult | undefined {
+    const settings = this.throttling;
+    if (!settings) return undefined;
+    const key = subscriptionId.toLowerCase();
+    const bucket = this.buckets.get(key) ?? { tokens: settings.burst, updatedAtMs: nowMs };
+    const refilled = ((nowMs - bucket.updatedAtMs) / 1000) * settings.refillPerSecond;
+    bucket.tokens = Math.min(settings.burst, bucket.tokens + Math.max(0, refilled));
+    bucket.updatedAtMs = nowMs;
+    this.buckets.set(key, bucket);
+    if (bucket.tokens < 1) {
+      return { allowed: false, retryAfterSeconds: Math.ceil((1 - bucket.tokens) / settings.refillPerSecond) };
+    }
+    bucket.tokens -= 1;
+    return { allowed: true, remaining: Math.floor(bucket.tokens) };
+  }
+}
+
+export interface RequestLogEntry {
+  time: string;
+  requestId: string;
+  method: string;
+  /** Path and query as received. */
+  url: string;
+  apiVersion: string | null;
+  /** Headers a test may want to assert on; never Authorization. */
+  headers: {
+    ifMatch?: string;
+    ifNoneMatch?: string;
+    clientRequestId?: string;
+    correlationRequestId?: string;
+    userAgent?: string;
+  };
+  status?: number;
+  /** Which injected fault shaped the answer, if any. */
+  fault?: string;
+}
+
+/** Bounded, so a long sandbox session does not grow without limit. */
+export class RequestLog {
+  private entries: RequestLogEntry[] = [];
+
+  constructor(private readonly capacity = 5000) {}
+
+  add(entry: RequestLogEntry): RequestLogEntry {
+    this.entries.push(entry);
+    if (this.entries.length > this.capacity) this.entries.splice(0, this.entries.length - this.capacity);
+    return entry;
+  }
+
+  list(): RequestLogEntry[] {
+    return this.entries.map((e) => ({ ...e, headers: { ...e.headers } }));
+  }
+
+  clear(): void {
+    this.entries = [];
+  }
+}

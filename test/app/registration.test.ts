@@ -1,0 +1,55 @@
+// The metadata the real Azure Functions host receives from the app (the same registrations the local host serves).
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadFunctionApp } from '../../host/registry';
+import type { LoadedApp } from '../../host/registry';
+
+const settings = {
+  ROTATOR_ALLOWED_VAULTS: 'https://contoso.vault.azure.net',
+  ROTATOR_SUBSCRIPTION_IDS: '00000000-0000-0000-0000-000000000001',
+  AzureWebJobsStorage: 'UseDevelopmentStorage=true',
+  ROTATOR_RECONCILE_SCHEDULE: '0 */30 * * * *',
+};
+
+describe('function registrations (dist/main.js, as built by npm run build)', () => {
+  let loaded: LoadedApp;
+  beforeAll(async () => {
+    Object.assign(process.env, settings);
+    loaded = await loadFunctionApp(path.resolve('.'));
+  });
+  afterAll(async () => {
+    await loaded?.terminate();
+    for (const key of Object.keys(settings)) delete process.env[key];
+  });
+
+  it('registers every function with the trigger, route, methods and auth level Azure will see', () => {
+    const summary = Object.fromEntries(
+      loaded.functions.map((f) => [
+        f.name,
+        { trigger: f.triggerType, route: f.route, methods: f.methods, authLevel: f.authLevel, schedule: f.schedule },
+      ]),
+    );
+    expect(summary).toEqual({
+      keyVaultEvents: { trigger: 'eventGridTrigger' },
+      rotateKey: { trigger: 'httpTrigger', route: 'keys/rotate', methods: ['POST'], authLevel: 'function' },
+      syncKey: { trigger: 'httpTrigger', route: 'keys/sync', methods: ['POST'], authLevel: 'function' },
+      keyStatus: { trigger: 'httpTrigger', route: 'keys/status', methods: ['GET'], authLevel: 'function' },
+      rotationHistory: { trigger: 'httpTrigger', route: 'rotations', methods: ['GET'], authLevel: 'function' },
+      reconcileNow: { trigger: 'httpTrigger', route: 'reconcile', methods: ['POST'], authLevel: 'function' },
+      reconcile: { trigger: 'timerTrigger', schedule: '0 */30 * * * *' },
+      health: { trigger: 'httpTrigger', route: 'health', methods: ['GET'], authLevel: 'anonymous' },
+    });
+  });
+
+  it('binds HTTP functions to an http output and the Event Grid function to an eventGridTrigger input', () => {
+    const rotate = loaded.functions.find((f) => f.name === 'rotateKey')!;
+    expect(Object.values(rotate.bindings).map((b) => [b.type, b.direction])).toEqual(
+      expect.arrayContaining([
+        ['httpTrigger', 'in'],
+        ['http', 'out'],
+      ]),
+    );
+    const events = loaded.functions.find((f) => f.name === 'keyVaultEvents')!;
+    expect(Object.values(events.bindings).map((b) => [b.type, b.direction])).toEqual([['eventGridTrigger', 'in']]);
+  });
+});
