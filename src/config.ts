@@ -66,7 +66,11 @@ const schema = z
     ROTATOR_HUB_CONCURRENCY: intSetting(1, 256, 16),
     ROTATOR_NEAR_EXPIRY_DAYS: intSetting(1, 365, 30),
     ROTATOR_ARM_ENDPOINT: httpsUrl.optional().transform((v) => v ?? 'https://management.azure.com'),
-    ROTATOR_RECONCILE_SCHEDULE: z.string().trim().optional(),
+    ROTATOR_RECONCILE_SCHEDULE: z
+      .string()
+      .trim()
+      .regex(/^\S+(\s+\S+){5}$/, 'must be an NCRONTAB expression with six fields (seconds first), e.g. "0 0 * * * *"')
+      .optional(),
     AZURE_CLIENT_ID: z.string().trim().min(1).optional(),
     AzureWebJobsStorage: z.string().trim().min(1).optional(),
     AzureWebJobsStorage__accountName: z
