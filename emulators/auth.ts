@@ -26,7 +26,11 @@ export function issueToken(resource: string, lifetimeSeconds = 3600, principalId
 
 export type BearerCheck = { ok: true; claims: TokenClaims } | { ok: false; message: string };
 
-const normalizeAudience = (aud: string): string => aud.replace(/\/\.default$/, '').replace(/\/+$/, '').toLowerCase();
+const normalizeAudience = (aud: string): string =>
+  aud
+    .replace(/\/\.default$/, '')
+    .replace(/\/+$/, '')
+    .toLowerCase();
 
 /** Checks an `Authorization` header value against the audiences the emulated service accepts. */
 export function verifyBearer(authorization: string | undefined, audiences: readonly string[]): BearerCheck {

@@ -20,7 +20,8 @@ export interface EventSink {
 /** Why a key version cannot be used to wrap/unwrap: the same reasons Azure gives a hub. */
 export class KeyUseError extends Error {
   constructor(
-    readonly code: 'KeyNotFound' | 'KeyDisabled' | 'KeyExpired' | 'KeyNotYetValid' | 'OperationNotAllowed' | 'BadParameter',
+    readonly code:
+      'KeyNotFound' | 'KeyDisabled' | 'KeyExpired' | 'KeyNotYetValid' | 'OperationNotAllowed' | 'BadParameter',
     message: string,
   ) {
     super(message);

@@ -1,5 +1,6 @@
 // Runs the function app's local host (`node dist/host.js`, what `npm run serve` runs) as a child process and
-// reads its log: each line `<time> <level> <function> [<invocation>]: <event> {json}`.
+// reads its log: each line `<time> <level> <function> [<invocation id>]: <message>`, the app's messages being
+// `<event> {json}`.
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import path from 'node:path';
@@ -28,7 +29,7 @@ export interface RunningFunctionHost {
   stop(): Promise<void>;
 }
 
-const LINE = /^\S+\s+(\w+)\s+(\S+?)(?:\s+\[([^\]]+)\])?:\s?(.*)$/;
+const LINE = /^\S+\s+(\w+)\s+([^\s:]+)(?:\s+([0-9a-f-]{36}))?:\s?(.*)$/;
 const EVENT = /^([a-z]+\.[a-z-]+)\s+(\{.*\})$/;
 
 export function parseHostLine(raw: string): HostLogLine {

@@ -32,6 +32,8 @@ export interface StackPorts {
 export interface StackOptions {
   /** Certificates, Key Vault state, dead letters and (when persistent) Azurite's data live here. */
   dataDir: string;
+  /** Where the emulators' certificate lives (default: <dataDir>/tls); processes must trust its CA at start-up. */
+  tlsDir?: string;
   /** Keep keys and storage across restarts (the sandbox); tests run in memory. */
   persistent?: boolean;
   /** 0 or omitted: any free port. */
@@ -99,7 +101,7 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
     for (const service of started.reverse()) await service.close().catch(() => undefined);
   };
   try {
-    const tls = ensureDevCertificate(path.join(options.dataDir, 'tls'));
+    const tls = ensureDevCertificate(options.tlsDir ?? path.join(options.dataDir, 'tls'));
     const clock = new EmulatorClock();
     const azurite = track(
       await startAzurite({

@@ -44,6 +44,8 @@ await build({
 await Promise.all(
   Object.entries(tools)
     .filter(([, entry]) => existsSync(path.join(root, entry)))
-    .map(([name, entry]) => build({ ...common, entryPoints: [path.join(root, entry)], outfile: path.join(root, `dist/${name}.js`) })),
+    .map(([name, entry]) =>
+      build({ ...common, entryPoints: [path.join(root, entry)], outfile: path.join(root, `dist/${name}.js`) }),
+    ),
 );
 console.log(`built dist/ in ${Date.now() - started} ms`);

@@ -20,7 +20,9 @@ export class KeyVaultAdapter implements KeyVault {
         versions.push(summary(key, properties));
       }
       if (versions.length === 0) throw new KeyNotFoundError(`key ${keyUrl(key)}`);
-      return versions;
+      // Creation times have whole-second resolution: the vault's own notion of "current" breaks ties.
+      const current = (await this.client(key).getKey(key.name)).properties.version;
+      return versions.map((v) => (v.version === current ? { ...v, latest: true } : v));
     });
   }
 

@@ -28,10 +28,16 @@ export function unusableReasons(v: KeyVersionDetails, now: Date): string[] {
   return reasons;
 }
 
-/** Newest first (Key Vault versions are random strings: creation time is the only order). */
+/**
+ * Newest first. Versions are random strings: creation time orders them, and within one second (Key Vault's
+ * resolution) the vault's current version is the newest.
+ */
 export function newestFirst<T extends KeyVersionSummary>(versions: readonly T[]): T[] {
   return [...versions].sort(
-    (a, b) => b.createdOn.getTime() - a.createdOn.getTime() || b.version.localeCompare(a.version),
+    (a, b) =>
+      b.createdOn.getTime() - a.createdOn.getTime() ||
+      Number(b.latest ?? false) - Number(a.latest ?? false) ||
+      b.version.localeCompare(a.version),
   );
 }
 

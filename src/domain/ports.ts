@@ -7,7 +7,10 @@ export interface KeyVersionSummary extends KeyName {
   id: string;
   version: string;
   enabled: boolean;
+  /** Creation time; Key Vault keeps whole seconds, so versions made in one second tie on it. */
   createdOn: Date;
+  /** Key Vault's current version (what GET /keys/{name} returns): breaks ties in creation time. */
+  latest?: boolean;
   notBefore?: Date;
   expiresOn?: Date;
 }

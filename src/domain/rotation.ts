@@ -136,6 +136,7 @@ interface RunContext {
 }
 
 const DAY_MS = 86_400_000;
+const SETTLE_WAIT_MS = 60_000;
 
 /** Backoff between attempts on one hub across invocations: 30 s, 2 min, 8 min, 32 min, then hourly. */
 export function retryDelayMs(attempts: number): number {
@@ -164,8 +165,10 @@ export class RotationService {
       });
       this.assertAllowed(event.key);
       const report = await this.forEvent(event, invocation);
-      if (report.hubs.some((h) => h.result === 'retrying')) {
-        throw new UpstreamUnavailableError('Some hubs hit transient failures; the event will be redelivered.');
+      // Not done until every hub is settled: redelivery finishes what is retrying or what another (possibly
+      // crashed) invocation held.
+      if (report.hubs.some((h) => h.result === 'retrying' || h.result === 'in-progress')) {
+        throw new UpstreamUnavailableError('Some hubs are not settled yet; the event will be redelivered.');
       }
       return report;
     } catch (error) {
@@ -205,7 +208,7 @@ export class RotationService {
       const created = await this.deps.lock.runExclusive(key, () =>
         this.createVersion(key, current, context, invocation),
       );
-      return this.propagate(key, [...versions, created], { ...context, created }, invocation);
+      return this.propagate(key, withCreated(versions, created), { ...context, created }, invocation);
     });
   }
 
@@ -370,7 +373,7 @@ export class RotationService {
       if (newerLive) return { versions, decision: `a newer version ${newerLive.version} already exists` };
       const current = await this.deps.keyVault.getVersion(key, fromVersion);
       const created = await this.createVersion(key, current, context, invocation);
-      return { versions: [...versions, created], created, decision: context.decision };
+      return { versions: withCreated(versions, created), created, decision: context.decision };
     });
     return this.propagate(
       key,
@@ -545,8 +548,12 @@ export class RotationService {
     const target =
       versions.find((v) => v.version === job.targetVersion) ??
       (await this.deps.keyVault.getVersion(job.key, job.targetVersion));
+    // Events only finish what is pending; an operator's re-run and the reconciler also retry hubs that failed.
+    const retryFailed = context.trigger !== 'event';
     const due = (t: HubTask) =>
-      t.state === 'pending' && (!t.notBefore || t.notBefore <= now) && (!t.claimedUntil || t.claimedUntil <= now);
+      (t.state === 'pending' || (retryFailed && t.state === 'failed')) &&
+      (!t.notBefore || t.notBefore <= now) &&
+      (!t.claimedUntil || t.claimedUntil <= now);
     const worked = new Map<string, HubReport>();
     await mapWithConcurrency(tasks.filter(due), settings.hubConcurrency, async (task) => {
       const claimed = await this.deps.jobs.claim(
@@ -562,7 +569,7 @@ export class RotationService {
         settings.maxEtagAttempts,
         invocation.log,
       );
-      const attempts = claimed.attempts + 1;
+      const attempts = (claimed.state === 'failed' ? 0 : claimed.attempts) + 1;
       const retry = moved.result === 'failed' && isTransientCode(moved.errorCode) && attempts < settings.maxHubAttempts;
       if (!moved.from.length) moved.from = task.from; // the hub could not even be read
       const report: HubReport = retry
@@ -584,8 +591,17 @@ export class RotationService {
       });
       worked.set(task.hubId, report);
     });
-    const reports = tasks.map((t) => worked.get(t.hubId) ?? storedReport(t, job.targetId, now));
+    let reports = tasks.map((t) => worked.get(t.hubId) ?? storedReport(t, job.targetId, now));
     await this.recordHubResults(job.key, target, [...worked.values()], context, invocation);
+    // Hubs another invocation is moving (typically the one handling the KeyNewVersionCreated our own rotation
+    // raised) are awaited for a while, so the answer is complete instead of "in progress" (or, for an event, a
+    // needless redelivery). A holder that crashed is taken over once its claim expires.
+    const deadline = Date.now() + SETTLE_WAIT_MS;
+    while (reports.some((r) => r.result === 'in-progress') && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 250));
+      const latest = await this.deps.jobs.open(job, []);
+      reports = latest.map((t) => worked.get(t.hubId) ?? storedReport(t, job.targetId, this.deps.clock.now()));
+    }
     return this.report(job.key, context, invocation, reports, target);
   }
 
@@ -776,15 +792,21 @@ export class RotationService {
   }
 }
 
+/** The version list once `created` exists: it is the vault's current version now. */
+function withCreated(versions: readonly KeyVersionSummary[], created: KeyVersionDetails): KeyVersionSummary[] {
+  return [...versions.map(({ latest: _previous, ...v }) => v), { ...created, latest: true }];
+}
+
 /** A task this invocation did not work on, reported as the job has it. */
 function storedReport(task: HubTask, to: string, now: Date): HubReport {
-  const busy = task.state === 'pending' && task.claimedUntil && task.claimedUntil > now;
+  // Pending: waiting out a backoff ("retrying"), or claimed / about to be claimed by another invocation.
+  const waiting = task.state === 'pending' && !!task.notBefore && task.notBefore > now;
   return {
     hubId: task.hubId,
     hubName: task.hubName,
     from: task.from,
     to,
-    result: task.state === 'pending' ? (busy ? 'in-progress' : 'retrying') : task.state,
+    result: task.state === 'pending' ? (waiting ? 'retrying' : 'in-progress') : task.state,
     attempts: task.attempts,
     ...(task.reason ? { reason: task.reason } : {}),
     ...(task.errorCode ? { errorCode: task.errorCode } : {}),

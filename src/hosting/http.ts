@@ -49,7 +49,11 @@ export function handled(
 }
 
 function problemsOf(error: z.ZodError): FieldProblem[] {
-  return error.issues.map((i) => ({ field: i.path.join('.') || 'body', message: i.message }));
+  return error.issues.flatMap((i) =>
+    i.code === 'unrecognized_keys'
+      ? i.keys.map((key) => ({ field: [...i.path, key].join('.'), message: 'is not a known field' }))
+      : [{ field: i.path.join('.') || 'body', message: i.message }],
+  );
 }
 
 /** The JSON body, validated; ValidationError names each bad field. */

@@ -1,0 +1,121 @@
+// The rotator: a Node.js 20 function app on the Flex Consumption plan, running as its user-assigned identity.
+// Flex Consumption takes no FUNCTIONS_WORKER_RUNTIME / WEBSITE_RUN_FROM_PACKAGE settings: runtime and package
+// location live in functionAppConfig.
+param location string
+param tags object
+param resourceToken string
+param identityId string
+param identityClientId string
+param storageAccountName string
+param deploymentContainerUrl string
+param applicationInsightsConnectionString string
+param allowedVaultUrls string
+param hubSubscriptionIds string
+param outcomeTopicEndpoint string
+param keyValidityDays int
+param nearExpiryDays int
+param hubConcurrency int
+param reconcileSchedule string
+
+var resourceManager = environment().resourceManager
+var armEndpoint = endsWith(resourceManager, '/') ? substring(resourceManager, 0, length(resourceManager) - 1) : resourceManager
+
+resource plan 'Microsoft.Web/serverfarms@2024-11-01' = {
+  name: 'plan-${resourceToken}'
+  location: location
+  tags: tags
+  kind: 'functionapp'
+  sku: {
+    name: 'FC1'
+    tier: 'FlexConsumption'
+  }
+  properties: {
+    reserved: true
+  }
+}
+
+resource site 'Microsoft.Web/sites@2024-11-01' = {
+  name: 'func-${resourceToken}'
+  location: location
+  // azd finds the service's target by this tag.
+  tags: union(tags, { 'azd-service-name': 'rotator' })
+  kind: 'functionapp,linux'
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: {
+      '${identityId}': {}
+    }
+  }
+  properties: {
+    serverFarmId: plan.id
+    httpsOnly: true
+    siteConfig: {
+      minTlsVersion: '1.2'
+    }
+    functionAppConfig: {
+      deployment: {
+        storage: {
+          type: 'blobContainer'
+          value: deploymentContainerUrl
+          authentication: {
+            type: 'UserAssignedIdentity'
+            userAssignedIdentityResourceId: identityId
+          }
+        }
+      }
+      scaleAndConcurrency: {
+        maximumInstanceCount: 40
+        instanceMemoryMB: 2048
+      }
+      runtime: {
+        name: 'node'
+        version: '20'
+      }
+    }
+  }
+
+  resource appSettings 'config' = {
+    name: 'appsettings'
+    properties: {
+      // Host storage and the app's tables/blobs, by identity (no connection string exists: shared keys are off).
+      AzureWebJobsStorage__accountName: storageAccountName
+      AzureWebJobsStorage__credential: 'managedidentity'
+      AzureWebJobsStorage__clientId: identityClientId
+      // Telemetry, ingested with the identity (the component's local auth is off).
+      APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsightsConnectionString
+      APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
+      // DefaultAzureCredential picks the user-assigned identity by this.
+      AZURE_CLIENT_ID: identityClientId
+      ROTATOR_ALLOWED_VAULTS: allowedVaultUrls
+      ROTATOR_SUBSCRIPTION_IDS: hubSubscriptionIds
+      // Published with the identity (EventGrid Data Sender); ROTATOR_OUTCOME_TOPIC_KEY stays unset on purpose.
+      ROTATOR_OUTCOME_TOPIC_ENDPOINT: outcomeTopicEndpoint
+      ROTATOR_DEFAULT_KEY_VALIDITY_DAYS: string(keyValidityDays)
+      ROTATOR_NEAR_EXPIRY_DAYS: string(nearExpiryDays)
+      ROTATOR_HUB_CONCURRENCY: string(hubConcurrency)
+      ROTATOR_ARM_ENDPOINT: armEndpoint
+      ROTATOR_RECONCILE_SCHEDULE: reconcileSchedule
+    }
+  }
+}
+
+// Deployments authenticate with Entra ID (azd and the CLI use OneDeploy with a token); no publishing passwords.
+resource scmBasicAuth 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-11-01' = {
+  parent: site
+  name: 'scm'
+  properties: {
+    allow: false
+  }
+}
+
+resource ftpBasicAuth 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-11-01' = {
+  parent: site
+  name: 'ftp'
+  properties: {
+    allow: false
+  }
+}
+
+output name string = site.name
+output id string = site.id
+output url string = 'https://${site.properties.defaultHostName}'

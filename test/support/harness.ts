@@ -1,0 +1,191 @@
+// The integration bed: the emulator stack in this process, the function app in its own process (the local host,
+// as `npm run serve` runs it), real SDK clients for the test's own look-ups, Event Grid subscribed to the host.
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { AccessToken, TokenCredential } from '@azure/core-auth';
+import { KeyClient } from '@azure/keyvault-keys';
+import type { KeyVaultKey } from '@azure/keyvault-keys';
+import { issueToken } from '../../emulators/auth';
+import { startFunctionHost } from '../../emulators/functionHost';
+import type { RunningFunctionHost } from '../../emulators/functionHost';
+import { freePort } from '../../emulators/ports';
+import { OUTCOME_TOPIC, startStack } from '../../emulators/stack';
+import type { RunningStack, StackOptions } from '../../emulators/stack';
+
+export const VAULT_URL = 'https://demo.vault.azure.net';
+export const SUB_A = '11111111-1111-1111-1111-111111111111';
+export const SUB_B = '22222222-2222-2222-2222-222222222222';
+export const HUB_IDENTITY = `/subscriptions/${SUB_A}/resourceGroups/rg-identity/providers/Microsoft.ManagedIdentity/userAssignedIdentities/hub-cmk-reader`;
+export const KEY_EVENT_TYPES = [
+  'Microsoft.KeyVault.KeyNearExpiry',
+  'Microsoft.KeyVault.KeyExpired',
+  'Microsoft.KeyVault.KeyNewVersionCreated',
+];
+
+export const testCredential: TokenCredential = {
+  getToken: (scopes: string | string[]): Promise<AccessToken> => {
+    const scope = Array.isArray(scopes) ? (scopes[0] ?? '') : scopes;
+    return Promise.resolve({
+      token: issueToken(scope.replace(/\/\.default$/, '')),
+      expiresOnTimestamp: Date.now() + 3_600_000,
+    });
+  },
+};
+
+export interface HubRef {
+  subscriptionId: string;
+  resourceGroupName: string;
+  name: string;
+}
+
+export interface Harness {
+  stack: RunningStack;
+  host: RunningFunctionHost;
+  functionKey: string;
+  keys: KeyClient;
+  /** Calls the app like an operator: JSON in and out, the function key in `x-functions-key`. */
+  api(
+    method: string,
+    route: string,
+    body?: unknown,
+    headers?: Record<string, string>,
+  ): Promise<{ status: number; body: any }>;
+  /** Posts to the Event Grid webhook as Event Grid does (validation aside). */
+  deliver(events: unknown, headers?: Record<string, string>): Promise<number>;
+  createKey(name: string, options?: { expiresInDays?: number; keySize?: number }): Promise<KeyVaultKey>;
+  seedHub(ref: HubRef, keyIdentifier: string, extra?: Record<string, unknown>): Promise<void>;
+  hubKey(ref: HubRef): string | undefined;
+  /** Resolves once `check` holds (polled), or fails with `what`. */
+  until(check: () => boolean | Promise<boolean>, what: string, timeoutMs?: number): Promise<void>;
+  outcomes(): { type: string; subject: string; data: unknown }[];
+  restartHost(how: 'kill' | 'stop'): Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function startHarness(
+  options: { stack?: Partial<StackOptions>; settings?: Record<string, string> } = {},
+): Promise<Harness> {
+  const dataDir = mkdtempSync(path.join(tmpdir(), 'cmk-rotator-it-'));
+  const stack = await startStack({
+    dataDir,
+    tlsDir: path.resolve('.data/test-tls'),
+    retrySchedule: [200, 400, 800, 1600, 3200],
+    maxDeliveryAttempts: 6,
+    asyncOperationDelayMs: 150,
+    retryAfterSeconds: 0,
+    armPageSize: 2,
+    ...options.stack,
+  });
+  const functionKey = randomBytes(16).toString('hex');
+  const port = await freePort();
+  const env = stack.environment({
+    ...process.env,
+    ROTATOR_ALLOWED_VAULTS: VAULT_URL,
+    ROTATOR_SUBSCRIPTION_IDS: `${SUB_A},${SUB_B}`,
+    ROTATOR_LOCAL_FUNCTION_KEY: functionKey,
+    ...options.settings,
+  });
+  const start = () => startFunctionHost({ env, port });
+  let host = await start();
+  await stack.eventGrid.subscribe({
+    name: 'keyvault-to-rotator',
+    endpointUrl: `${host.url}/runtime/webhooks/eventgrid?functionName=keyVaultEvents`,
+    eventTypes: KEY_EVENT_TYPES,
+    schema: 'EventGridSchema',
+  });
+  const keys = new KeyClient(VAULT_URL, testCredential, {
+    proxyOptions: { host: 'http://127.0.0.1', port: stack.proxy.port },
+  });
+
+  const harness: Harness = {
+    stack,
+    get host() {
+      return host;
+    },
+    functionKey,
+    keys,
+    async api(method, route, body, headers = { 'x-functions-key': functionKey }) {
+      const response = await fetch(`${host.url}${route}`, {
+        method,
+        headers: { 'content-type': 'application/json', ...headers },
+        ...(body === undefined ? {} : { body: typeof body === 'string' ? body : JSON.stringify(body) }),
+      });
+      const text = await response.text();
+      let parsed: unknown = text;
+      try {
+        parsed = text ? JSON.parse(text) : undefined;
+      } catch {
+        // not JSON: keep the text
+      }
+      return { status: response.status, body: parsed as any };
+    },
+    async deliver(events, headers = {}) {
+      const response = await fetch(`${host.url}/runtime/webhooks/eventgrid?functionName=keyVaultEvents`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'aeg-event-type': 'Notification', ...headers },
+        body: typeof events === 'string' ? events : JSON.stringify(events),
+      });
+      await response.text();
+      return response.status;
+    },
+    createKey: (name, o = {}) =>
+      keys.createRsaKey(name, {
+        keySize: o.keySize ?? 2048,
+        keyOps: ['wrapKey', 'unwrapKey', 'encrypt', 'decrypt'],
+        expiresOn: new Date(stack.clock.now().getTime() + (o.expiresInDays ?? 365) * 86_400_000),
+      }),
+    async seedHub(ref, keyIdentifier, extra = {}) {
+      await stack.arm.seedHub({
+        ...ref,
+        hub: {
+          location: 'westeurope',
+          tags: { owner: 'platform', env: 'test' },
+          sku: { name: 'S1', capacity: 1 },
+          identity: { type: 'UserAssigned', userAssignedIdentities: { [HUB_IDENTITY]: {} } },
+          properties: {
+            encryption: {
+              keySource: 'Microsoft.KeyVault',
+              keyVaultProperties: [{ keyIdentifier, identity: { userAssignedIdentity: HUB_IDENTITY } }],
+            },
+            ipFilterRules: [{ filterName: 'office', action: 'Accept', ipMask: '10.0.0.0/8' }],
+            minTlsVersion: '1.2',
+            futureFeature: { enabled: true, nested: { list: [1, 2, 3] } },
+          },
+          ...extra,
+        },
+      });
+    },
+    hubKey(ref) {
+      const hub = stack.arm.getHub(ref) as
+        { properties?: { encryption?: { keyVaultProperties?: { keyIdentifier?: string }[] } } } | undefined;
+      return hub?.properties?.encryption?.keyVaultProperties?.[0]?.keyIdentifier;
+    },
+    async until(check, what, timeoutMs = 20_000) {
+      const deadline = Date.now() + timeoutMs;
+      while (!(await check())) {
+        if (Date.now() > deadline) {
+          const tail = host.logs
+            .slice(-40)
+            .map((l) => l.raw)
+            .join('\n');
+          throw new Error(`Timed out waiting for: ${what}\nLast host log lines:\n${tail}`);
+        }
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    },
+    outcomes: () =>
+      stack.eventGrid.received(OUTCOME_TOPIC).map((e) => ({ type: e.type, subject: e.subject ?? '', data: e.data })),
+    async restartHost(how) {
+      await (how === 'kill' ? host.kill() : host.stop());
+      host = await start();
+    },
+    async close() {
+      await host.stop();
+      await stack.close();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+  return harness;
+}
