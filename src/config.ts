@@ -65,6 +65,7 @@ const schema = z
     ROTATOR_DEFAULT_KEY_VALIDITY_DAYS: intSetting(1, 3650, 90),
     ROTATOR_HUB_CONCURRENCY: intSetting(1, 256, 16),
     ROTATOR_NEAR_EXPIRY_DAYS: intSetting(1, 365, 30),
+    ROTATOR_HUB_CLAIM_SECONDS: intSetting(1, 3600, 600),
     ROTATOR_ARM_ENDPOINT: httpsUrl.optional().transform((v) => v ?? 'https://management.azure.com'),
     ROTATOR_RECONCILE_SCHEDULE: z
       .string()
@@ -112,6 +113,8 @@ export interface Config {
   defaultKeyValidityDays: number;
   hubConcurrency: number;
   nearExpiryDays: number;
+  /** How long an invocation owns a hub it is moving; a crashed invocation's hubs are taken over after it. */
+  hubClaimSeconds: number;
   armEndpoint: string;
   reconcileSchedule: string;
   managedIdentityClientId?: string;
@@ -158,6 +161,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
     defaultKeyValidityDays: s.ROTATOR_DEFAULT_KEY_VALIDITY_DAYS,
     hubConcurrency: s.ROTATOR_HUB_CONCURRENCY,
     nearExpiryDays: s.ROTATOR_NEAR_EXPIRY_DAYS,
+    hubClaimSeconds: s.ROTATOR_HUB_CLAIM_SECONDS,
     armEndpoint: s.ROTATOR_ARM_ENDPOINT,
     reconcileSchedule: s.ROTATOR_RECONCILE_SCHEDULE ?? '0 0 * * * *',
     ...(s.AZURE_CLIENT_ID ? { managedIdentityClientId: s.AZURE_CLIENT_ID } : {}),

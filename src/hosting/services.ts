@@ -41,7 +41,7 @@ export function createRotationService(config: Config, credential: TokenCredentia
       hubConcurrency: config.hubConcurrency,
       maxEtagAttempts: 5,
       maxHubAttempts: 5,
-      claimTtlMs: 10 * 60_000,
+      claimTtlMs: config.hubClaimSeconds * 1000,
       nearExpiryDays: config.nearExpiryDays,
     },
   });

@@ -47,6 +47,7 @@ const NOT_SET_IN_AZURE: Record<string, string> = {
   AzureWebJobsStorage: 'a connection string needs shared keys, which are off; AzureWebJobsStorage__accountName is used',
   AzureWebJobsStorage__tableServiceUri: 'derived from AzureWebJobsStorage__accountName',
   AzureWebJobsStorage__blobServiceUri: 'derived from AzureWebJobsStorage__accountName',
+  ROTATOR_HUB_CLAIM_SECONDS: 'the default (600 s) outlasts the longest hub update the app waits for',
 };
 
 let files: BicepFile[];
