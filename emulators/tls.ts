@@ -50,7 +50,14 @@ function issue(): { caPem: string; cert: string; key: string } {
   caCert.serialNumber = '01' + forge.util.bytesToHex(forge.random.getBytesSync(8));
   caCert.validity.notBefore = new Date(now.getTime() - 86_400_000);
   caCert.validity.notAfter = new Date(now.getTime() + 5 * 365 * 86_400_000);
-  const caSubject = [{ name: 'commonName', value: 'cmk-rotator local emulator CA' }];
+  // A distinct name per CA: several data folders (sandbox, tests) may each have one, and trust bundles hold them side
+  // by side; TLS picks the issuer by name.
+  const caSubject = [
+    {
+      name: 'commonName',
+      value: `cmk-rotator local emulator CA ${forge.util.bytesToHex(forge.random.getBytesSync(4))}`,
+    },
+  ];
   caCert.setSubject(caSubject);
   caCert.setIssuer(caSubject);
   caCert.setExtensions([
@@ -107,10 +114,10 @@ export function ensureDevCertificate(
   const caPath = path.join(dir, 'emulator-ca.pem');
   writeFileSync(caPath, state.caPem);
   const trustBundlePath = path.join(dir, 'trust-bundle.pem');
-  const inherited =
-    inheritedBundle && path.resolve(inheritedBundle) !== trustBundlePath && existsSync(inheritedBundle)
-      ? readFileSync(inheritedBundle, 'utf8')
-      : '';
-  writeFileSync(trustBundlePath, `${inherited.trimEnd()}\n${state.caPem}`);
+  // A process started with this very bundle (a child of one that made it) keeps it as it is.
+  if (!inheritedBundle || path.resolve(inheritedBundle) !== trustBundlePath || !existsSync(trustBundlePath)) {
+    const inherited = inheritedBundle && existsSync(inheritedBundle) ? readFileSync(inheritedBundle, 'utf8') : '';
+    writeFileSync(trustBundlePath, `${inherited.trimEnd()}\n${state.caPem}`);
+  }
   return { caPem: state.caPem, cert: state.cert, key: state.key, trustBundlePath };
 }

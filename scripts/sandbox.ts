@@ -1,0 +1,338 @@
+// `npm start`: the whole story on one machine. Starts the local Azure (Azurite, managed identity, Key Vault, ARM,
+// Event Grid), the function app's local host, seeds a demo, lets a key near its expiry and narrates what the
+// service does: event received → version created → each hub moved → outcomes recorded. Then it stays up for you
+// to try the routes; Ctrl-C stops everything it started. `--once` ends after the story (for CI and tests).
+import { spawn } from 'node:child_process';
+import { appendFileSync, rmSync } from 'node:fs';
+import path from 'node:path';
+import type { AccessToken } from '@azure/core-auth';
+import { KeyClient } from '@azure/keyvault-keys';
+import { issueToken } from '../emulators/auth';
+import { startFunctionHost } from '../emulators/functionHost';
+import type { HostLogLine, RunningFunctionHost } from '../emulators/functionHost';
+import { assertPortFree, freePort } from '../emulators/ports';
+import { OUTCOME_TOPIC, startStack } from '../emulators/stack';
+import type { RunningStack, StackPorts } from '../emulators/stack';
+import { ensureDevCertificate } from '../emulators/tls';
+
+const VAULT = 'demo';
+const VAULT_URL = `https://${VAULT}.vault.azure.net`;
+const KEY = 'hub-cmk';
+const SUBSCRIPTIONS = { west: '11111111-1111-1111-1111-111111111111', east: '22222222-2222-2222-2222-222222222222' };
+const HUB_IDENTITY = `/subscriptions/${SUBSCRIPTIONS.west}/resourceGroups/rg-identity/providers/Microsoft.ManagedIdentity/userAssignedIdentities/hub-cmk-reader`;
+const DEMO_HUBS = [
+  { subscriptionId: SUBSCRIPTIONS.west, resourceGroupName: 'rg-iot-weu', name: 'hub-weu-factory', key: KEY },
+  { subscriptionId: SUBSCRIPTIONS.west, resourceGroupName: 'rg-iot-weu', name: 'hub-weu-fleet', key: KEY },
+  { subscriptionId: SUBSCRIPTIONS.west, resourceGroupName: 'rg-iot-weu', name: 'hub-weu-labs', key: KEY },
+  { subscriptionId: SUBSCRIPTIONS.east, resourceGroupName: 'rg-iot-eus', name: 'hub-eus-retail', key: KEY },
+  { subscriptionId: SUBSCRIPTIONS.east, resourceGroupName: 'rg-iot-eus', name: 'hub-eus-energy', key: KEY },
+  {
+    subscriptionId: SUBSCRIPTIONS.east,
+    resourceGroupName: 'rg-iot-eus',
+    name: 'hub-eus-telemetry',
+    key: 'telemetry-cmk',
+  },
+];
+const MOVING = DEMO_HUBS.filter((h) => h.key === KEY);
+const STORY_TIMEOUT_MS = 90_000;
+
+const once = process.argv.includes('--once');
+const color = process.stdout.isTTY && !process.env.NO_COLOR;
+const paint = (code: number) => (text: string) => (color ? `\u001b[${code}m${text}\u001b[0m` : text);
+const [bold, dim, green, red, cyan, yellow] = [1, 2, 32, 31, 36, 33].map(paint) as [
+  (t: string) => string,
+  (t: string) => string,
+  (t: string) => string,
+  (t: string) => string,
+  (t: string) => string,
+  (t: string) => string,
+];
+const started = Date.now();
+const say = (line: string) =>
+  console.log(`${dim(`[${((Date.now() - started) / 1000).toFixed(1).padStart(5)}s]`)} ${line}`);
+const short = (id: unknown) =>
+  String(id ?? '')
+    .split('/')
+    .pop()
+    ?.slice(0, 8) ?? '';
+
+/** Ports: SANDBOX_BASE_PORT (default 7071) for the app, the next eight for the emulators; 0 picks free ones. */
+async function choosePorts(): Promise<{ host: number; stack: StackPorts }> {
+  const raw = process.env.SANDBOX_BASE_PORT ?? '7071';
+  const base = Number(raw);
+  if (!Number.isInteger(base) || base < 0 || base > 65_526) {
+    throw new Error(`SANDBOX_BASE_PORT must be 0 or a port number up to 65526 (got "${raw}").`);
+  }
+  const at = async (offset: number) => (base === 0 ? freePort() : base + offset);
+  const ports = {
+    host: await at(0),
+    stack: {
+      proxy: await at(1),
+      identity: await at(2),
+      keyVault: await at(3),
+      arm: await at(4),
+      eventGrid: await at(5),
+      blob: await at(6),
+      queue: await at(7),
+      table: await at(8),
+    },
+  };
+  await assertPortFree(ports.host, 'function host (SANDBOX_BASE_PORT)');
+  return ports;
+}
+
+async function seed(stack: RunningStack, keys: KeyClient): Promise<{ v1: string }> {
+  const now = stack.clock.now().getTime();
+  // The rotation policy is what a compliance team sets: versions live 90 days, warn 30 days before expiry.
+  const policy = { expiresIn: 'P90D', lifetimeActions: [{ action: 'Notify' as const, timeBeforeExpiry: 'P30D' }] };
+  const key = await keys.createRsaKey(KEY, {
+    keySize: 3072,
+    keyOps: ['wrapKey', 'unwrapKey'],
+    expiresOn: new Date(now + 31 * 86_400_000),
+    tags: { owner: 'platform-security' },
+  });
+  await keys.updateKeyRotationPolicy(KEY, policy);
+  const other = await keys.createRsaKey('telemetry-cmk', {
+    keySize: 2048,
+    keyOps: ['wrapKey', 'unwrapKey'],
+    expiresOn: new Date(now + 365 * 86_400_000),
+  });
+  for (const hub of DEMO_HUBS) {
+    await stack.arm.seedHub({
+      subscriptionId: hub.subscriptionId,
+      resourceGroupName: hub.resourceGroupName,
+      name: hub.name,
+      hub: {
+        location: hub.subscriptionId === SUBSCRIPTIONS.west ? 'westeurope' : 'eastus',
+        tags: { team: 'iot', costCenter: '4711' },
+        sku: { name: 'S1', capacity: 2 },
+        identity: { type: 'UserAssigned', userAssignedIdentities: { [HUB_IDENTITY]: {} } },
+        properties: {
+          encryption: {
+            keySource: 'Microsoft.KeyVault',
+            keyVaultProperties: [
+              { keyIdentifier: hub.key === KEY ? key.id : other.id, identity: { userAssignedIdentity: HUB_IDENTITY } },
+            ],
+          },
+          ipFilterRules: [{ filterName: 'plant-network', action: 'Accept', ipMask: '10.20.0.0/16' }],
+          minTlsVersion: '1.2',
+        },
+      },
+    });
+  }
+  return { v1: key.id! };
+}
+
+/** Narrates from the app's own structured logs and the outcome topic; resolves when every demo hub moved. */
+function narrate(stack: RunningStack, host: RunningFunctionHost): Promise<void> {
+  const moved = new Set<string>();
+  let recorded = 0;
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`The story did not complete within ${STORY_TIMEOUT_MS / 1000} s.`)),
+      STORY_TIMEOUT_MS,
+    );
+    const progress = () => `${cyan(`[${moved.size}/${MOVING.length} hubs]`)}`;
+    const finish = () => {
+      if (moved.size === MOVING.length && recorded >= MOVING.length + 1) {
+        clearTimeout(timer);
+        unsubscribeLog();
+        unsubscribeOutcomes();
+        resolve();
+      }
+    };
+    const unsubscribeLog = host.onLog((line: HostLogLine) => {
+      const f = line.fields;
+      switch (line.event) {
+        case 'event.received':
+          say(
+            `${yellow('event')}    ${String(f.eventType)} for ${String(f.key)} version ${short(f.version)} reached the function`,
+          );
+          break;
+        case 'key.rotated':
+          say(
+            `${green('rotated')}  new version ${bold(short(f.version))} of ${String(f.key)} (expires ${String(f.expiresOn).slice(0, 10)})`,
+          );
+          break;
+        case 'hub.moved': {
+          const name = String(f.hub).split('/').pop()!;
+          moved.add(name);
+          say(
+            `${green('moved')}    ${progress()} ${name}: ${short(String(f.from))} → ${short(String(f.to))} in ${String(f.durationMs)} ms`,
+          );
+          break;
+        }
+        case 'hub.failed':
+          say(`${red('failed')}   ${String(f.hub).split('/').pop()}: ${String(f.errorCode)} ${String(f.reason ?? '')}`);
+          break;
+        case 'rotation.failed':
+          say(`${red('failed')}   ${String(f.errorCode)}: ${String(f.message)}`);
+          break;
+      }
+      finish();
+    });
+    const unsubscribeOutcomes = stack.eventGrid.onEvent((event) => {
+      if (event.topicName !== OUTCOME_TOPIC) return;
+      recorded++;
+      say(
+        `${cyan('outcome')}  ${event.type} → ${String(event.subject).split('/').pop()} (Event Grid topic ${OUTCOME_TOPIC})`,
+      );
+      finish();
+    });
+  });
+}
+
+function tryItOut(host: RunningFunctionHost, stack: RunningStack, functionKey: string, dataDir: string): string {
+  const keyId = encodeURIComponent(`${VAULT_URL}/keys/${KEY}`);
+  const k = `-H 'x-functions-key: ${functionKey}'`;
+  const ca = `--cacert ${path.relative(process.cwd(), path.join(dataDir, 'tls', 'emulator-ca.pem'))}`;
+  return [
+    bold('Try it:'),
+    `  status      curl -s ${k} '${host.url}/api/keys/status?keyId=${keyId}'`,
+    `  history     curl -s ${k} '${host.url}/api/rotations?keyId=${keyId}&limit=20'`,
+    `  dry run     curl -s ${k} -X POST ${host.url}/api/keys/rotate -d '{"keyId":"${VAULT_URL}/keys/${KEY}","dryRun":true}'`,
+    `  rotate now  curl -s ${k} -X POST ${host.url}/api/keys/rotate -d '{"keyId":"${VAULT_URL}/keys/${KEY}","reason":"drill"}'`,
+    `  sync        curl -s ${k} -X POST ${host.url}/api/keys/sync -d '{"keyId":"${VAULT_URL}/keys/${KEY}"}'`,
+    `  reconcile   curl -s ${k} -X POST ${host.url}/api/reconcile`,
+    `  health      curl -s ${host.url}/api/health`,
+    `  +30 days    curl -s ${ca} -X POST https://127.0.0.1:${stack.keyVault.port}/_admin/clock/advance -d '{"seconds":2592000}'`,
+    `  outcomes    curl -s ${ca} https://127.0.0.1:${stack.eventGrid.port}/_admin/topics/${OUTCOME_TOPIC}/events`,
+    `  deliveries  curl -s ${ca} https://127.0.0.1:${stack.eventGrid.port}/_admin/deliveries`,
+    `  ARM log     curl -s ${ca} https://127.0.0.1:${stack.arm.port}/_admin/requests`,
+    dim(
+      `  Dead letters land in ${path.relative(process.cwd(), path.join(dataDir, 'dead-letters'))}/; the app's log in ${path.relative(process.cwd(), path.join(dataDir, 'host.log'))}.`,
+    ),
+  ].join('\n');
+}
+
+/**
+ * Node reads NODE_EXTRA_CA_CERTS only at start-up, so the sandbox runs itself again trusting the emulators' CA
+ * (in addition to whatever bundle it was given).
+ */
+function relaunchTrusting(trustBundlePath: string): Promise<number> {
+  const child = spawn(process.execPath, [...process.execArgv, ...process.argv.slice(1)], {
+    stdio: 'inherit',
+    env: { ...process.env, NODE_EXTRA_CA_CERTS: trustBundlePath },
+  });
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => child.kill(signal));
+  return new Promise((resolve) => child.once('exit', (code) => resolve(code ?? 1)));
+}
+
+async function main(): Promise<number> {
+  const dataDir = path.resolve(process.env.SANDBOX_DATA_DIR || '.data/sandbox');
+  const { trustBundlePath } = ensureDevCertificate(path.join(dataDir, 'tls'));
+  if (process.env.NODE_EXTRA_CA_CERTS !== trustBundlePath) return relaunchTrusting(trustBundlePath);
+  // A fresh demo every time (the certificate is kept, so curl's --cacert stays valid).
+  for (const entry of ['azurite', 'keyvault.json', 'dead-letters', 'host.log']) {
+    rmSync(path.join(dataDir, entry), { recursive: true, force: true });
+  }
+  const ports = await choosePorts();
+  say(bold('Starting the local Azure: Azurite, managed identity, Key Vault, ARM and Event Grid emulators...'));
+  const stack = await startStack({
+    dataDir,
+    persistent: true,
+    ports: ports.stack,
+    retrySchedule: [1000, 2000, 5000, 10_000],
+  });
+  let host: RunningFunctionHost | undefined;
+  const stop = async () => {
+    await host?.stop().catch(() => undefined);
+    await stack.close();
+  };
+  try {
+    const functionKey = process.env.ROTATOR_LOCAL_FUNCTION_KEY || 'local-sandbox-key';
+    host = await startFunctionHost({
+      port: ports.host,
+      env: stack.environment({
+        ...process.env,
+        ROTATOR_ALLOWED_VAULTS: VAULT_URL,
+        ROTATOR_SUBSCRIPTION_IDS: Object.values(SUBSCRIPTIONS).join(','),
+        ROTATOR_LOCAL_FUNCTION_KEY: functionKey,
+      }),
+      echo: (line) => appendFileSync(path.join(dataDir, 'host.log'), `${line}\n`),
+    });
+    say(`function app serving at ${bold(host.url)} (the local host, as ${bold('npm run serve')} runs it)`);
+    await stack.eventGrid.subscribe({
+      name: 'keyvault-to-rotator',
+      endpointUrl: `${host.url}/runtime/webhooks/eventgrid?functionName=keyVaultEvents`,
+      eventTypes: [
+        'Microsoft.KeyVault.KeyNearExpiry',
+        'Microsoft.KeyVault.KeyExpired',
+        'Microsoft.KeyVault.KeyNewVersionCreated',
+      ],
+      schema: 'EventGridSchema',
+    });
+    say('Event Grid subscription from the vault to the function validated (handshake answered)');
+
+    const keys = new KeyClient(
+      VAULT_URL,
+      {
+        getToken: (scopes): Promise<AccessToken> =>
+          Promise.resolve({
+            token: issueToken(String(Array.isArray(scopes) ? scopes[0] : scopes).replace(/\/\.default$/, '')),
+            expiresOnTimestamp: Date.now() + 3_600_000,
+          }),
+      },
+      { proxyOptions: { host: 'http://127.0.0.1', port: stack.proxy.port } },
+    );
+    const { v1 } = await seed(stack, keys);
+    await stack.eventGrid.idle();
+    say(
+      `demo seeded: vault ${bold(VAULT_URL)}, key ${bold(KEY)} version ${short(v1)} expiring in 31 days (notify 30 days before)`,
+    );
+    say(
+      `  ${MOVING.length} hubs in 2 subscriptions use it; hub-eus-telemetry uses another key and must stay untouched`,
+    );
+
+    const story = narrate(stack, host);
+    say(bold('A day passes (the emulator clock moves): the key enters its 30-day notify window...'));
+    await stack.keyVault.admin.advanceClock(86_400 + 60);
+    await story;
+    await stack.eventGrid.idle();
+
+    const readable = await Promise.all(MOVING.map((h) => stack.arm.checkHubData(h)));
+    const bystander = stack.arm.getHub(DEMO_HUBS[5]!) as {
+      properties: { encryption: { keyVaultProperties: { keyIdentifier: string }[] } };
+    };
+    const untouched = bystander.properties.encryption.keyVaultProperties[0]!.keyIdentifier.includes('/telemetry-cmk/');
+    const history = (await (
+      await fetch(`${host.url}/api/rotations?keyId=${encodeURIComponent(`${VAULT_URL}/keys/${KEY}`)}&limit=100`, {
+        headers: { 'x-functions-key': functionKey },
+      })
+    ).json()) as { records: { result: string }[] };
+    const tally = new Map<string, number>();
+    for (const r of history.records) tally.set(r.result, (tally.get(r.result) ?? 0) + 1);
+    say(
+      `${cyan('audit')}    ${history.records.length} records in the audit table: ${[...tally].map(([k, n]) => `${n} ${k}`).join(', ')}`,
+    );
+    const ok = readable.every((r) => r.readable) && untouched;
+    say(
+      ok
+        ? green(
+            bold(`Story complete: every hub moved, every hub can still read its data, the other key's hub untouched.`),
+          )
+        : red(bold('Story incomplete: see above.')),
+    );
+    if (once) return ok ? 0 : 1;
+
+    console.log(`\n${tryItOut(host, stack, functionKey, dataDir)}\n\n${dim('Ctrl-C stops everything.')}`);
+    // Ctrl-C reaches the whole process group (and the relaunching parent forwards it too): the first signal starts
+    // the shutdown, later ones are absorbed so the shutdown finishes.
+    await new Promise<void>((resolve) => {
+      process.on('SIGINT', () => resolve());
+      process.on('SIGTERM', () => resolve());
+    });
+    say('stopping...');
+    return 0;
+  } finally {
+    await stop();
+  }
+}
+
+main().then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    console.error(red(error instanceof Error ? error.message : String(error)));
+    process.exit(1);
+  },
+);
