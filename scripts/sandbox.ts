@@ -50,11 +50,9 @@ const [bold, dim, green, red, cyan, yellow] = [1, 2, 32, 31, 36, 33].map(paint) 
 const started = Date.now();
 const say = (line: string) =>
   console.log(`${dim(`[${((Date.now() - started) / 1000).toFixed(1).padStart(5)}s]`)} ${line}`);
-const short = (id: unknown) =>
-  String(id ?? '')
-    .split('/')
-    .pop()
-    ?.slice(0, 8) ?? '';
+/** Log fields are JSON values; the story prints the ones that are text. */
+const text = (value: unknown) => (typeof value === 'string' || typeof value === 'number' ? String(value) : '');
+const short = (id: unknown) => text(id).split('/').pop()?.slice(0, 8) ?? '';
 
 /** Ports: SANDBOX_BASE_PORT (default 7071) for the app, the next eight for the emulators; 0 picks free ones. */
 async function choosePorts(): Promise<{ host: number; stack: StackPorts }> {
@@ -163,7 +161,7 @@ function narrate(stack: RunningStack, host: RunningFunctionHost): Promise<void> 
           break;
         }
         case 'hub.failed':
-          say(`${red('failed')}   ${String(f.hub).split('/').pop()}: ${String(f.errorCode)} ${String(f.reason ?? '')}`);
+          say(`${red('failed')}   ${String(f.hub).split('/').pop()}: ${text(f.errorCode)} ${text(f.reason)}`);
           break;
         case 'rotation.failed':
           say(`${red('failed')}   ${String(f.errorCode)}: ${String(f.message)}`);
