@@ -196,6 +196,7 @@ function tryItOut(host: RunningFunctionHost, stack: RunningStack, functionKey: s
     `  +30 days    curl -s ${ca} -X POST https://127.0.0.1:${stack.keyVault.port}/_admin/clock/advance -d '{"seconds":2592000}'`,
     `  outcomes    curl -s ${ca} https://127.0.0.1:${stack.eventGrid.port}/_admin/topics/${OUTCOME_TOPIC}/events`,
     `  deliveries  curl -s ${ca} https://127.0.0.1:${stack.eventGrid.port}/_admin/deliveries`,
+    `  dead letters curl -s ${ca} https://127.0.0.1:${stack.eventGrid.port}/_admin/dead-letters`,
     `  ARM log     curl -s ${ca} https://127.0.0.1:${stack.arm.port}/_admin/requests`,
     dim(
       `  Dead letters land in ${path.relative(process.cwd(), path.join(dataDir, 'dead-letters'))}/; the app's log in ${path.relative(process.cwd(), path.join(dataDir, 'host.log'))}.`,
