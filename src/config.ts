@@ -66,6 +66,7 @@ const schema = z
     ROTATOR_HUB_CONCURRENCY: intSetting(1, 256, 16),
     ROTATOR_NEAR_EXPIRY_DAYS: intSetting(1, 365, 30),
     ROTATOR_HUB_CLAIM_SECONDS: intSetting(1, 3600, 600),
+    ROTATOR_HUB_RETRY_SECONDS: intSetting(0, 3600, 30),
     ROTATOR_ARM_ENDPOINT: httpsUrl.optional().transform((v) => v ?? 'https://management.azure.com'),
     ROTATOR_RECONCILE_SCHEDULE: z
       .string()
@@ -80,21 +81,18 @@ const schema = z
       .regex(/^[a-z0-9]{3,24}$/, 'must be a storage account name (3-24 lower-case letters and digits)')
       .optional(),
     AzureWebJobsStorage__tableServiceUri: httpsUrl.optional(),
-    AzureWebJobsStorage__blobServiceUri: httpsUrl.optional(),
     AzureWebJobsStorage__clientId: z.string().trim().min(1).optional(),
   })
   .superRefine(
     (s, ctx) => {
-      // Identity-based access needs both the table and the blob endpoint: the account name gives both.
-      const identityEndpoints =
-        s.AzureWebJobsStorage__accountName ||
-        (s.AzureWebJobsStorage__tableServiceUri && s.AzureWebJobsStorage__blobServiceUri);
+      // Identity-based access needs the table endpoint: given, or derived from the account name.
+      const identityEndpoints = s.AzureWebJobsStorage__accountName || s.AzureWebJobsStorage__tableServiceUri;
       if (!s.AzureWebJobsStorage && !identityEndpoints) {
         ctx.addIssue({
           code: 'custom',
           path: ['AzureWebJobsStorage'],
           message:
-            'is required (a connection string, or UseDevelopmentStorage=true for Azurite), unless AzureWebJobsStorage__accountName (or both __tableServiceUri and __blobServiceUri) is set for identity-based access',
+            'is required (a connection string, or UseDevelopmentStorage=true for Azurite), unless AzureWebJobsStorage__accountName (or __tableServiceUri) is set for identity-based access',
         });
       }
     },
@@ -103,8 +101,7 @@ const schema = z
   );
 
 export type StorageSettings =
-  | { kind: 'connectionString'; connectionString: string }
-  | { kind: 'identity'; tableUrl: string; blobUrl: string; clientId?: string };
+  { kind: 'connectionString'; connectionString: string } | { kind: 'identity'; tableUrl: string; clientId?: string };
 
 export interface Config {
   allowedVaults: string[];
@@ -115,6 +112,11 @@ export interface Config {
   nearExpiryDays: number;
   /** How long an invocation owns a hub it is moving; a crashed invocation's hubs are taken over after it. */
   hubClaimSeconds: number;
+  /**
+   * First wait before a hub that failed transiently is tried again (each further wait is four times longer, at most
+   * an hour); 0 retries on the next invocation, Event Grid's own redelivery schedule spacing the attempts.
+   */
+  hubRetrySeconds: number;
   armEndpoint: string;
   reconcileSchedule: string;
   managedIdentityClientId?: string;
@@ -144,7 +146,6 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
     : {
         kind: 'identity',
         tableUrl: s.AzureWebJobsStorage__tableServiceUri ?? `https://${account}.table.core.windows.net`,
-        blobUrl: s.AzureWebJobsStorage__blobServiceUri ?? `https://${account}.blob.core.windows.net`,
         ...(s.AzureWebJobsStorage__clientId ? { clientId: s.AzureWebJobsStorage__clientId } : {}),
       };
   return {
@@ -162,6 +163,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
     hubConcurrency: s.ROTATOR_HUB_CONCURRENCY,
     nearExpiryDays: s.ROTATOR_NEAR_EXPIRY_DAYS,
     hubClaimSeconds: s.ROTATOR_HUB_CLAIM_SECONDS,
+    hubRetrySeconds: s.ROTATOR_HUB_RETRY_SECONDS,
     armEndpoint: s.ROTATOR_ARM_ENDPOINT,
     reconcileSchedule: s.ROTATOR_RECONCILE_SCHEDULE ?? '0 0 * * * *',
     ...(s.AZURE_CLIENT_ID ? { managedIdentityClientId: s.AZURE_CLIENT_ID } : {}),

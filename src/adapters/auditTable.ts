@@ -4,6 +4,7 @@ import type { TableEntityResult, TransactionAction } from '@azure/data-tables';
 import { keyLabel } from '../domain/keyId';
 import type { KeyName } from '../domain/keyId';
 import type { AuditLog, AuditPage, AuditRecord } from '../domain/ports';
+import { tableReady } from './tables';
 import { guard } from './azureErrors';
 
 export const AUDIT_TABLE = 'RotationAudit';
@@ -17,9 +18,11 @@ export function partitionFor(key: KeyName): string {
 type AuditEntity = Omit<AuditRecord, 'time'> & { partitionKey: string; rowKey: string; time: Date };
 
 export class AuditTableAdapter implements AuditLog {
-  private ready: Promise<void> | undefined;
+  private readonly ensureTable: () => Promise<void>;
 
-  constructor(private readonly table: TableClient) {}
+  constructor(private readonly table: TableClient) {
+    this.ensureTable = tableReady(table, 'the audit table');
+  }
 
   async append(records: AuditRecord[]): Promise<void> {
     if (!records.length) return;
@@ -59,14 +62,6 @@ export class AuditTableAdapter implements AuditLog {
         ...(page.continuationToken ? { continuationToken: page.continuationToken } : {}),
       };
     });
-  }
-
-  private ensureTable(): Promise<void> {
-    this.ready ??= guard('the audit table', () => this.table.createTable()).catch((error: unknown) => {
-      this.ready = undefined;
-      throw error;
-    });
-    return this.ready;
   }
 }
 

@@ -5,6 +5,7 @@ import type { TableClient, TableEntityResult, TransactionAction } from '@azure/d
 import { keyUrl } from '../domain/keyId';
 import type { HubTask, JobStore, RotationJob } from '../domain/ports';
 import { partitionFor } from './auditTable';
+import { tableReady } from './tables';
 import { guard } from './azureErrors';
 
 export const JOBS_TABLE = 'RotationJobs';
@@ -46,9 +47,11 @@ const quote = (s: string) => `'${s.replace(/'/g, "''")}'`;
 const isStatus = (error: unknown, status: number) => isRestError(error) && error.statusCode === status;
 
 export class JobsTableAdapter implements JobStore {
-  private ready: Promise<void> | undefined;
+  private readonly ensureTable: () => Promise<void>;
 
-  constructor(private readonly table: TableClient) {}
+  constructor(private readonly table: TableClient) {
+    this.ensureTable = tableReady(table, 'the jobs table');
+  }
 
   async open(job: RotationJob, hubs: Pick<HubTask, 'hubId' | 'hubName' | 'from'>[]): Promise<HubTask[]> {
     await this.ensureTable();
@@ -176,20 +179,6 @@ export class JobsTableAdapter implements JobStore {
     } catch (error) {
       if (!isStatus(error, 409)) throw error;
     }
-  }
-
-  private ensureTable(): Promise<void> {
-    this.ready ??= guard('the jobs table', async () => {
-      try {
-        await this.table.createTable();
-      } catch (error) {
-        if (!isStatus(error, 409)) throw error;
-      }
-    }).catch((error: unknown) => {
-      this.ready = undefined;
-      throw error;
-    });
-    return this.ready;
   }
 }
 

@@ -1,69 +1,80 @@
-// The per-key guard around "check, then create a version", across every instance of the app: a blob lease.
-// One blob per key in a container; whoever holds its lease may create. A crashed holder's lease simply expires.
+// The per-key guard around "check, then create a version", across every instance of the app: a lease held as a
+// Table Storage entity. Taking it is a conditional write (insert, or replace an expired one by its ETag), so exactly
+// one invocation holds it; a crashed holder's lease simply expires. (Tables rather than a blob lease: the Table API
+// version the SDK speaks is one every Storage emulator accepts.)
+import { randomUUID } from 'node:crypto';
 import { isRestError } from '@azure/core-rest-pipeline';
-import type { BlobServiceClient, BlockBlobClient, ContainerClient } from '@azure/storage-blob';
+import type { TableClient } from '@azure/data-tables';
 import { BusyError } from '../domain/errors';
 import type { KeyName } from '../domain/keyId';
 import type { KeyLock } from '../domain/ports';
 import { partitionFor } from './auditTable';
-import { guard, toRotatorError } from './azureErrors';
+import { tableReady } from './tables';
+import { toRotatorError } from './azureErrors';
 
-export const LOCKS_CONTAINER = 'cmk-rotator-locks';
-const LEASE_SECONDS = 30;
+export const LOCKS_TABLE = 'RotationLocks';
+const LEASE_MS = 60_000;
+const ROW = 'create-version';
 
-export class BlobLeaseLock implements KeyLock {
-  private readonly container: ContainerClient;
-  private ready: Promise<unknown> | undefined;
+type LeaseEntity = { partitionKey: string; rowKey: string; holder: string; expiresAt: Date };
+
+const status = (error: unknown) => (isRestError(error) ? error.statusCode : undefined);
+
+export class TableLeaseLock implements KeyLock {
+  private readonly ensureTable: () => Promise<void>;
 
   constructor(
-    service: BlobServiceClient,
+    private readonly table: TableClient,
     private readonly options: { waitMs?: number; pollMs?: number } = {},
   ) {
-    this.container = service.getContainerClient(LOCKS_CONTAINER);
+    this.ensureTable = tableReady(table, 'the lock table');
   }
 
   async runExclusive<T>(key: KeyName, work: () => Promise<T>): Promise<T> {
-    this.ready ??= guard('the lock container', () => this.container.createIfNotExists()).catch((e: unknown) => {
-      this.ready = undefined;
-      throw e;
-    });
-    await this.ready;
-    const blob = this.container.getBlockBlobClient(`${partitionFor(key)}.lock`);
-    const lease = blob.getBlobLeaseClient();
-    const deadline = Date.now() + (this.options.waitMs ?? 20_000);
-    for (;;) {
-      try {
-        await lease.acquireLease(LEASE_SECONDS);
-        break;
-      } catch (error) {
-        const status = isRestError(error) ? error.statusCode : undefined;
-        if (status === 404) {
-          await createLockBlob(blob);
-          continue;
-        }
-        if (status !== 409) throw toRotatorError(error, 'the lock blob');
-        if (Date.now() > deadline) throw new BusyError(`Key ${key.name}`);
-        await new Promise((resolve) => setTimeout(resolve, this.options.pollMs ?? 500));
-      }
-    }
-    // Renew while working, so a long creation keeps the lease; release when done.
-    const renewal = setInterval(() => void lease.renewLease().catch(() => undefined), (LEASE_SECONDS * 1000) / 3);
+    await this.ensureTable();
+    const holder = randomUUID();
+    const partitionKey = partitionFor(key);
+    let etag = await this.acquire(partitionKey, holder, key);
+    // Renew while working, so a slow creation keeps the lease; give it back when done.
+    const renewal = setInterval(() => {
+      void this.table
+        .updateEntity(this.lease(partitionKey, holder), 'Replace', { etag: etag ?? '*' })
+        .then((r) => (etag = r.etag))
+        .catch(() => undefined);
+    }, LEASE_MS / 3);
     try {
       return await work();
     } finally {
       clearInterval(renewal);
-      await lease.releaseLease().catch(() => undefined);
+      await this.table.deleteEntity(partitionKey, ROW, { etag: etag ?? '*' }).catch(() => undefined);
     }
   }
-}
 
-async function createLockBlob(blob: BlockBlobClient): Promise<void> {
-  try {
-    await blob.upload('', 0, { conditions: { ifNoneMatch: '*' } });
-  } catch (error) {
-    // Someone else created it first (and may hold its lease already): fine.
-    if (!(isRestError(error) && (error.statusCode === 409 || error.statusCode === 412))) {
-      throw toRotatorError(error, 'the lock blob');
+  private async acquire(partitionKey: string, holder: string, key: KeyName): Promise<string | undefined> {
+    const deadline = Date.now() + (this.options.waitMs ?? 20_000);
+    for (;;) {
+      try {
+        return (await this.table.createEntity(this.lease(partitionKey, holder))).etag;
+      } catch (error) {
+        if (status(error) !== 409) throw toRotatorError(error, 'the lock table');
+      }
+      try {
+        const current = await this.table.getEntity<LeaseEntity>(partitionKey, ROW);
+        if (new Date(current.expiresAt).getTime() < Date.now()) {
+          // The holder died without giving the lease back: take it over, unless someone else just did.
+          return (await this.table.updateEntity(this.lease(partitionKey, holder), 'Replace', { etag: current.etag }))
+            .etag;
+        }
+      } catch (error) {
+        if (status(error) !== 404 && status(error) !== 412) throw toRotatorError(error, 'the lock table');
+        continue; // released or taken over in between: try again at once
+      }
+      if (Date.now() > deadline) throw new BusyError(`Key ${key.name}`);
+      await new Promise((resolve) => setTimeout(resolve, this.options.pollMs ?? 250));
     }
+  }
+
+  private lease(partitionKey: string, holder: string): LeaseEntity {
+    return { partitionKey, rowKey: ROW, holder, expiresAt: new Date(Date.now() + LEASE_MS) };
   }
 }

@@ -51,6 +51,8 @@ export interface RotationSettings {
   maxHubAttempts: number;
   /** How long an invocation owns a hub task; after that (a crash) another invocation may take it over. */
   claimTtlMs: number;
+  /** Backoff before a hub's second attempt; each later one waits four times longer (see retryDelayMs). */
+  firstRetryDelayMs: number;
   /** The reconciler rotates a key whose newest live version expires within this many days. */
   nearExpiryDays: number;
 }
@@ -138,9 +140,9 @@ interface RunContext {
 const DAY_MS = 86_400_000;
 const SETTLE_WAIT_MS = 60_000;
 
-/** Backoff between attempts on one hub across invocations: 30 s, 2 min, 8 min, 32 min, then hourly. */
-export function retryDelayMs(attempts: number): number {
-  return Math.min(30_000 * 4 ** Math.max(0, attempts - 1), 3_600_000);
+/** Backoff before a hub's next attempt, across invocations: four times longer each time, at most an hour. */
+export function retryDelayMs(attempts: number, firstDelayMs: number): number {
+  return Math.min(firstDelayMs * 4 ** Math.max(0, attempts - 1), 3_600_000);
 }
 
 export class RotationService {
@@ -585,7 +587,11 @@ export class RotationService {
         ...rest,
         attempts,
         state: retry ? 'pending' : (moved.result as HubTask['state']),
-        ...(retry ? { notBefore: new Date(this.deps.clock.now().getTime() + retryDelayMs(attempts)) } : {}),
+        ...(retry
+          ? {
+              notBefore: new Date(this.deps.clock.now().getTime() + retryDelayMs(attempts, settings.firstRetryDelayMs)),
+            }
+          : {}),
         ...(report.errorCode ? { errorCode: report.errorCode } : {}),
         ...(report.reason ? { reason: report.reason } : {}),
       });

@@ -3,12 +3,11 @@
 import type { TokenCredential } from '@azure/core-auth';
 import { TableClient } from '@azure/data-tables';
 import { DefaultAzureCredential } from '@azure/identity';
-import { BlobServiceClient } from '@azure/storage-blob';
 import { AUDIT_TABLE, AuditTableAdapter } from '../adapters/auditTable';
 import { IotHubAdapter } from '../adapters/iotHubs';
 import { JOBS_TABLE, JobsTableAdapter } from '../adapters/jobsTable';
 import { KeyVaultAdapter } from '../adapters/keyVault';
-import { BlobLeaseLock } from '../adapters/leaseLock';
+import { LOCKS_TABLE, TableLeaseLock } from '../adapters/leaseLock';
 import { EventGridOutcomePublisher, NoOutcomePublisher } from '../adapters/outcomes';
 import { loadConfig } from '../config';
 import type { Config, StorageSettings } from '../config';
@@ -17,16 +16,16 @@ import { keyLabel } from '../domain/keyId';
 import { RotationService } from '../domain/rotation';
 
 export function createRotationService(config: Config, credential: TokenCredential): RotationService {
-  const storage = storageClients(config.storage, credential);
-  // The blob lease guards across instances; the in-process lock keeps one instance's own invocations from
+  const table = tableClients(config.storage, credential);
+  // The storage lease guards across instances; the in-process lock keeps one instance's own invocations from
   // queueing on the lease.
   const local = new InProcessLock();
-  const lease = new BlobLeaseLock(storage.blobs);
+  const lease = new TableLeaseLock(table(LOCKS_TABLE));
   return new RotationService({
     keyVault: new KeyVaultAdapter(credential),
     hubs: new IotHubAdapter(credential, { armEndpoint: config.armEndpoint, subscriptionIds: config.subscriptionIds }),
-    audit: new AuditTableAdapter(storage.table(AUDIT_TABLE)),
-    jobs: new JobsTableAdapter(storage.table(JOBS_TABLE)),
+    audit: new AuditTableAdapter(table(AUDIT_TABLE)),
+    jobs: new JobsTableAdapter(table(JOBS_TABLE)),
     outcomes: config.outcomeTopic
       ? new EventGridOutcomePublisher(
           config.outcomeTopic.endpoint,
@@ -42,31 +41,25 @@ export function createRotationService(config: Config, credential: TokenCredentia
       maxEtagAttempts: 5,
       maxHubAttempts: 5,
       claimTtlMs: config.hubClaimSeconds * 1000,
+      firstRetryDelayMs: config.hubRetrySeconds * 1000,
       nearExpiryDays: config.nearExpiryDays,
     },
   });
 }
 
-function storageClients(storage: StorageSettings, credential: TokenCredential) {
+function tableClients(storage: StorageSettings, credential: TokenCredential): (name: string) => TableClient {
   if (storage.kind === 'connectionString') {
     const { connectionString } = storage;
     // Azurite speaks plain HTTP; the connection string says so, and the SDK must be told it may.
     const insecure = /UseDevelopmentStorage=true|DefaultEndpointsProtocol=http;|Endpoint=http:\/\//i.test(
       connectionString,
     );
-    return {
-      blobs: BlobServiceClient.fromConnectionString(connectionString),
-      table: (name: string) =>
-        TableClient.fromConnectionString(connectionString, name, { allowInsecureConnection: insecure }),
-    };
+    return (name) => TableClient.fromConnectionString(connectionString, name, { allowInsecureConnection: insecure });
   }
   const storageCredential = storage.clientId
     ? new DefaultAzureCredential({ managedIdentityClientId: storage.clientId })
     : credential;
-  return {
-    blobs: new BlobServiceClient(storage.blobUrl, storageCredential),
-    table: (name: string) => new TableClient(storage.tableUrl, name, storageCredential),
-  };
+  return (name) => new TableClient(storage.tableUrl, name, storageCredential);
 }
 
 export const config = loadConfig(process.env);

@@ -46,8 +46,8 @@ const NOT_SET_IN_AZURE: Record<string, string> = {
   ROTATOR_OUTCOME_TOPIC_KEY: 'the app publishes with its identity; a topic key would need local auth on the topic',
   AzureWebJobsStorage: 'a connection string needs shared keys, which are off; AzureWebJobsStorage__accountName is used',
   AzureWebJobsStorage__tableServiceUri: 'derived from AzureWebJobsStorage__accountName',
-  AzureWebJobsStorage__blobServiceUri: 'derived from AzureWebJobsStorage__accountName',
   ROTATOR_HUB_CLAIM_SECONDS: 'the default (600 s) outlasts the longest hub update the app waits for',
+  ROTATOR_HUB_RETRY_SECONDS: 'the default backoff (30 s, then four times longer each attempt) suits Azure',
 };
 
 let files: BicepFile[];

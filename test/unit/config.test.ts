@@ -34,6 +34,7 @@ describe('loadConfig', () => {
       ROTATOR_HUB_CONCURRENCY: '32',
       ROTATOR_NEAR_EXPIRY_DAYS: '14',
       ROTATOR_HUB_CLAIM_SECONDS: '120',
+      ROTATOR_HUB_RETRY_SECONDS: '0',
       ROTATOR_ARM_ENDPOINT: 'https://management.usgovcloudapi.net/',
       ROTATOR_RECONCILE_SCHEDULE: '0 */30 * * * *',
       AZURE_CLIENT_ID: '00000000-0000-0000-0000-0000000000cc',
@@ -48,6 +49,7 @@ describe('loadConfig', () => {
       hubConcurrency: 32,
       nearExpiryDays: 14,
       hubClaimSeconds: 120,
+      hubRetrySeconds: 0,
       armEndpoint: 'https://management.usgovcloudapi.net',
       reconcileSchedule: '0 */30 * * * *',
       managedIdentityClientId: '00000000-0000-0000-0000-0000000000cc',
@@ -70,6 +72,7 @@ describe('loadConfig', () => {
       hubConcurrency: 16,
       nearExpiryDays: 30,
       hubClaimSeconds: 600,
+      hubRetrySeconds: 30,
       armEndpoint: 'https://management.azure.com',
       reconcileSchedule: '0 0 * * * *',
       storage: { kind: 'connectionString', connectionString: 'UseDevelopmentStorage=true' },
@@ -144,30 +147,24 @@ describe('loadConfig', () => {
     expect(config.storage).toEqual({
       kind: 'identity',
       tableUrl: 'https://cmkrotator.table.core.windows.net',
-      blobUrl: 'https://cmkrotator.blob.core.windows.net',
       clientId: '00000000-0000-0000-0000-0000000000dd',
     });
   });
 
-  it('uses identity-based storage from explicit service URIs', () => {
+  it('uses identity-based storage from an explicit table service URI', () => {
     const config = loadConfig({
       ROTATOR_ALLOWED_VAULTS: MINIMAL.ROTATOR_ALLOWED_VAULTS,
       ROTATOR_SUBSCRIPTION_IDS: SUB_A,
       AzureWebJobsStorage__tableServiceUri: 'https://cmk.table.core.usgovcloudapi.net/',
-      AzureWebJobsStorage__blobServiceUri: 'https://cmk.blob.core.usgovcloudapi.net',
     });
-    expect(config.storage).toEqual({
-      kind: 'identity',
-      tableUrl: 'https://cmk.table.core.usgovcloudapi.net',
-      blobUrl: 'https://cmk.blob.core.usgovcloudapi.net',
-    });
+    expect(config.storage).toEqual({ kind: 'identity', tableUrl: 'https://cmk.table.core.usgovcloudapi.net' });
   });
 
-  it('refuses identity-based storage that cannot reach both tables and blobs', () => {
+  it('refuses identity-based storage without a table endpoint', () => {
     const error = configError({
       ROTATOR_ALLOWED_VAULTS: MINIMAL.ROTATOR_ALLOWED_VAULTS,
       ROTATOR_SUBSCRIPTION_IDS: SUB_A,
-      AzureWebJobsStorage__tableServiceUri: 'https://cmk.table.core.windows.net',
+      AzureWebJobsStorage__clientId: '00000000-0000-0000-0000-0000000000dd',
     });
     expect(error.problems).toEqual([expect.stringMatching(/^AzureWebJobsStorage: is required/)]);
   });
