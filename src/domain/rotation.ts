@@ -15,7 +15,7 @@ import type { KeyVaultEvent } from './events';
 import { moveHub, safeMessage } from './hubMove';
 import type { HubReport } from './hubMove';
 import { identifiersForKey, keyIdentifiersOf } from './hubs';
-import { keyLabel, keyUrl, tryParseKeyId } from './keyId';
+import { keyLabel, keyUrl, tryParseKeyId, versionOf } from './keyId';
 import type { KeyName } from './keyId';
 import { compareVersions, isLive, newVersionSpec, newestFirst, unusableReasons } from './keyPolicy';
 import type {
@@ -412,7 +412,7 @@ export class RotationService {
     const behind: DriftFinding[] = [];
     for (const hub of allHubs) {
       for (const id of identifiersForKey(hub.body, key)) {
-        const version = id.split('/')[5];
+        const version = versionOf(id);
         if (!version || version.toLowerCase() === target.version.toLowerCase()) continue;
         const known = versions.find((v) => v.version.toLowerCase() === version.toLowerCase());
         const order = compareVersions(versions, version, target.version);
@@ -625,7 +625,7 @@ export class RotationService {
           keyId: keyUrl(key),
           hubId: r.hubId,
           result: r.result as AuditRecord['result'],
-          fromVersion: r.from.map((id) => id.split('/').pop()).join(','),
+          fromVersion: r.from.map((id) => versionOf(id) ?? '').join(','),
           toVersion: target.version,
           ...(r.reason ? { message: r.reason } : {}),
           ...(r.errorCode ? { errorCode: r.errorCode as AuditRecord['errorCode'] } : {}),
