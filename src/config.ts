@@ -95,6 +95,13 @@ const schema = z
             'is required (a connection string, or UseDevelopmentStorage=true for Azurite), unless AzureWebJobsStorage__accountName (or __tableServiceUri) is set for identity-based access',
         });
       }
+      if (s.ROTATOR_OUTCOME_TOPIC_KEY && !s.ROTATOR_OUTCOME_TOPIC_ENDPOINT) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['ROTATOR_OUTCOME_TOPIC_KEY'],
+          message: 'is set but ROTATOR_OUTCOME_TOPIC_ENDPOINT is not: name the topic the key belongs to',
+        });
+      }
     },
     // Zod skips object refinements once a field has failed; run anyway so one error lists every problem.
     { when: () => true },

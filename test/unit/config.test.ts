@@ -169,6 +169,14 @@ describe('loadConfig', () => {
     expect(error.problems).toEqual([expect.stringMatching(/^AzureWebJobsStorage: is required/)]);
   });
 
+  it('refuses a topic key without a topic endpoint, without echoing the key', () => {
+    const error = configError({ ...MINIMAL, ROTATOR_OUTCOME_TOPIC_KEY: TOPIC_KEY });
+    expect(error.problems).toEqual([
+      expect.stringMatching(/^ROTATOR_OUTCOME_TOPIC_KEY: is set but ROTATOR_OUTCOME_TOPIC_ENDPOINT/),
+    ]);
+    expect(error.message).not.toContain(TOPIC_KEY);
+  });
+
   it('rejects a malformed storage account name', () => {
     const error = configError({
       ...MINIMAL,
