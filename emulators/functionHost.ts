@@ -20,6 +20,8 @@ export interface HostLogLine {
 export interface RunningFunctionHost {
   url: string;
   port: number;
+  /** The host process's id (for resource measurements such as peak memory). */
+  pid: number | undefined;
   logs: HostLogLine[];
   onLog(listener: (line: HostLogLine) => void): () => void;
   /** Resolves with the first log line (past or future) that matches. */
@@ -94,6 +96,7 @@ export async function startFunctionHost(options: {
   return {
     url: `http://127.0.0.1:${options.port}`,
     port: options.port,
+    pid: child.pid,
     logs,
     onLog: (listener) => {
       listeners.add(listener);

@@ -15,7 +15,10 @@ export interface ProxyRoute {
 export interface RunningProxy {
   url: string;
   port: number;
-  /** Add or replace a route while running (emulators may start after the proxy). */
+  /**
+   * Add or replace a route while running (emulators may start after the proxy). Tunnels already open on a replaced
+   * route are cut, as an outage would cut them: kept-alive connections do not outlive the change.
+   */
   setRoute(route: ProxyRoute): void;
   close(): Promise<void>;
 }
@@ -29,6 +32,8 @@ export function matchesHost(pattern: string, host: string): boolean {
 export async function startAzureProxy(options: { port?: number; routes?: ProxyRoute[] } = {}): Promise<RunningProxy> {
   const routes = new Map<string, number>((options.routes ?? []).map((r) => [r.host.toLowerCase(), r.port]));
   const sockets = new Set<net.Socket>();
+  /** Open tunnels (client side) by the route pattern they were sent through. */
+  const tunnels = new Map<net.Socket, string>();
   const server = http.createServer((_req, res) => {
     res.writeHead(405, { 'content-type': 'text/plain' }).end('This proxy only tunnels HTTPS (CONNECT).\n');
   });
@@ -43,6 +48,7 @@ export async function startAzureProxy(options: { port?: number; routes?: ProxyRo
       client.end(`HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\n\r\nNo emulator serves ${host}:${portText}.\n`);
       return;
     }
+    tunnels.set(client, route[0]);
     const upstream = net.connect(route[1], '127.0.0.1', () => {
       client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
       if (head.length) upstream.write(head);
@@ -53,6 +59,10 @@ export async function startAzureProxy(options: { port?: number; routes?: ProxyRo
     upstream.on('close', () => sockets.delete(upstream));
     upstream.on('error', () => client.destroy());
     client.on('error', () => upstream.destroy());
+    client.on('close', () => {
+      tunnels.delete(client);
+      upstream.destroy();
+    });
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -62,7 +72,11 @@ export async function startAzureProxy(options: { port?: number; routes?: ProxyRo
   return {
     url: `http://127.0.0.1:${port}`,
     port,
-    setRoute: (r) => void routes.set(r.host.toLowerCase(), r.port),
+    setRoute: (r) => {
+      const pattern = r.host.toLowerCase();
+      routes.set(pattern, r.port);
+      for (const [client, via] of tunnels) if (via === pattern) client.destroy();
+    },
     close: () =>
       new Promise<void>((resolve) => {
         for (const s of sockets) s.destroy();

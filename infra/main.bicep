@@ -38,9 +38,9 @@ param keyValidityDays int = 90
 param notifyDaysBeforeExpiry int = 30
 
 @minValue(1)
-@maxValue(64)
-@description('How many hubs the rotator updates at once.')
-param hubConcurrency int = 8
+@maxValue(5000)
+@description('How many hubs the rotator keeps in flight at once; ARM writes are paced per subscription regardless.')
+param hubConcurrency int = 1000
 
 @description('NCRONTAB schedule of the drift reconciliation timer.')
 param reconcileSchedule string = '0 0 * * * *'

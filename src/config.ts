@@ -63,7 +63,10 @@ const schema = z
     ROTATOR_OUTCOME_TOPIC_ENDPOINT: httpsUrl.optional(),
     ROTATOR_OUTCOME_TOPIC_KEY: z.string().trim().min(1).optional(),
     ROTATOR_DEFAULT_KEY_VALIDITY_DAYS: intSetting(1, 3650, 90),
-    ROTATOR_HUB_CONCURRENCY: intSetting(1, 256, 16),
+    // Hubs in flight mostly wait on long-running PUTs, and ARM writes are paced per subscription however many there
+    // are; so the default only has to keep the write budget busy: ARM's 200-write burst in several subscriptions at
+    // once, and (with real IoT hub updates taking minutes) much of one subscription's 10 writes a second.
+    ROTATOR_HUB_CONCURRENCY: intSetting(1, 5000, 1000),
     ROTATOR_NEAR_EXPIRY_DAYS: intSetting(1, 365, 30),
     ROTATOR_HUB_CLAIM_SECONDS: intSetting(1, 3600, 600),
     ROTATOR_HUB_RETRY_SECONDS: intSetting(0, 3600, 30),

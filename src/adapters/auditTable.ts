@@ -1,6 +1,7 @@
 // The audit log in Azure Table Storage: one partition per key, rows ordered newest first by an inverted time.
 import type { TableClient } from '@azure/data-tables';
 import type { TableEntityResult, TransactionAction } from '@azure/data-tables';
+import { chunks } from '../domain/concurrency';
 import { keyLabel } from '../domain/keyId';
 import type { KeyName } from '../domain/keyId';
 import type { AuditLog, AuditPage, AuditRecord } from '../domain/ports';
@@ -35,15 +36,18 @@ export class AuditTableAdapter implements AuditLog {
       const entity = Object.fromEntries(
         Object.entries({ ...record, partitionKey, rowKey }).filter(([, v]) => v !== undefined),
       ) as AuditEntity;
-      byPartition.set(partitionKey, [...(byPartition.get(partitionKey) ?? []), entity]);
+      const rows = byPartition.get(partitionKey);
+      if (rows) rows.push(entity);
+      else byPartition.set(partitionKey, [entity]);
     }
-    await guard('the audit table', async () => {
-      for (const entities of byPartition.values()) {
-        for (let i = 0; i < entities.length; i += 100) {
-          await this.table.submitTransaction(entities.slice(i, i + 100).map((e): TransactionAction => ['create', e]));
-        }
-      }
-    });
+    // Transactions are independent (every row is new), so they go out together.
+    await guard('the audit table', () =>
+      Promise.all(
+        [...byPartition.values()]
+          .flatMap((entities) => chunks(entities, 100))
+          .map((batch) => this.table.submitTransaction(batch.map((e): TransactionAction => ['create', e]))),
+      ),
+    );
   }
 
   async list(key: KeyName, limit: number, continuationToken?: string): Promise<AuditPage> {

@@ -21,7 +21,8 @@ export function toRotatorError(error: unknown, what: string): RotatorError {
   if (error instanceof Error && error.name === 'AuthenticationError') {
     return new UpstreamRejectedError('ACCESS_DENIED', `No token could be obtained for ${what}.`, error);
   }
-  if (error instanceof Error && error.name === 'CredentialUnavailableError') {
+  // DefaultAzureCredential reports "no credential in the chain could get a token" as an AggregateAuthenticationError.
+  if (error instanceof Error && ['CredentialUnavailableError', 'AggregateAuthenticationError'].includes(error.name)) {
     return new UpstreamRejectedError('ACCESS_DENIED', `No credential is available to reach ${what}.`, error);
   }
   return new UpstreamUnavailableError(`${what} could not be reached.`, error);

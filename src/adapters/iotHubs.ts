@@ -1,8 +1,9 @@
 // IoT hubs through ARM. @azure/arm-iothub 6.3.0 speaks the GA api-version, whose model has no
 // `properties.encryption`: its typed update silently drops the key change. So hubs travel as raw JSON with a
-// preview api-version, through the IotHubClient's own pipeline (auth, retries on 429/5xx with Retry-After,
-// tracing stay the SDK's). ARM PUT replaces the whole resource: the body we PUT is the body we read, with only
-// the key identifier changed, guarded by If-Match.
+// preview api-version, through the IotHubClient's own pipeline (auth, retries on 5xx and on throttled reads,
+// tracing stay the SDK's; writes are paced per subscription by the ARM write budget, which alone handles their
+// 429s). ARM PUT replaces the whole resource: the body we PUT is the body we read, with only the key identifier
+// changed, guarded by If-Match.
 import type { TokenCredential } from '@azure/core-auth';
 import { createPipelineRequest, createHttpHeaders } from '@azure/core-rest-pipeline';
 import type { PipelineResponse } from '@azure/core-rest-pipeline';
@@ -10,7 +11,9 @@ import { IotHubClient } from '@azure/arm-iothub';
 import { mapWithConcurrency } from '../domain/concurrency';
 import { EtagConflictError, UpstreamRejectedError, UpstreamUnavailableError } from '../domain/errors';
 import type { HubDocument, HubRepository, JsonObject } from '../domain/ports';
+import { ArmWriteBudget, armWriteBudgetPolicy, retryAfterMs } from './armWriteBudget';
 import { guard, toRotatorError } from './azureErrors';
+import { keepAliveThroughProxy } from './proxyTunnel';
 
 /** The newest api-version whose IotHub model carries `properties.encryption`. */
 export const HUB_API_VERSION = '2023-06-30-preview';
@@ -27,10 +30,15 @@ export interface IotHubAdapterOptions {
 }
 
 const TERMINAL_FAILURES = new Set(['failed', 'canceled', 'cancelled']);
+/** A write that would wait longer than this for its subscription's budget is deferred (transient) instead. */
+const MAX_WRITE_WAIT_MS = 5 * 60_000;
+/** Subscriptions listed at once (ARM meters reads per subscription, so they do not compete). */
+const LISTING_CONCURRENCY = 16;
 
 export class IotHubAdapter implements HubRepository {
   private readonly client: IotHubClient;
   private readonly sleep: (ms: number) => Promise<void>;
+  private listing: Promise<HubDocument[]> | undefined;
 
   constructor(
     credential: TokenCredential,
@@ -41,15 +49,29 @@ export class IotHubAdapter implements HubRepository {
       endpoint: options.armEndpoint,
       credentialScopes: [`${options.armEndpoint}/.default`],
       retryOptions: { maxRetries: 6, maxRetryDelayInMs: 60_000 },
+      additionalPolicies: keepAliveThroughProxy(),
+    });
+    // After the retry phase: every attempt, retries included, waits for its turn and reports back.
+    this.client.pipeline.addPolicy(armWriteBudgetPolicy(new ArmWriteBudget(), { maxWaitMs: MAX_WRITE_WAIT_MS }), {
+      afterPhase: 'Retry',
     });
     this.sleep = options.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms)));
   }
 
-  async listAll(): Promise<HubDocument[]> {
-    const perSubscription = await mapWithConcurrency(this.options.subscriptionIds, 4, (sub) =>
+  /**
+   * Concurrent callers (a burst of events) share one listing in flight instead of each paging every subscription;
+   * a caller never gets a listing that finished before it asked. Subscriptions are paged in parallel: ARM meters
+   * reads per subscription.
+   */
+  listAll(): Promise<HubDocument[]> {
+    this.listing ??= mapWithConcurrency(this.options.subscriptionIds, LISTING_CONCURRENCY, (sub) =>
       this.listSubscription(sub),
-    );
-    return perSubscription.flat();
+    )
+      .then((perSubscription) => perSubscription.flat())
+      .finally(() => {
+        this.listing = undefined;
+      });
+    return this.listing;
   }
 
   async get(hubId: string): Promise<HubDocument> {
@@ -183,15 +205,6 @@ function operationError(response: PipelineResponse): string | undefined {
   } catch {
     return undefined;
   }
-}
-
-function retryAfterMs(response: PipelineResponse): number | undefined {
-  const value = response.headers.get('retry-after');
-  if (!value) return undefined;
-  const seconds = Number(value);
-  if (Number.isFinite(seconds)) return Math.max(0, seconds * 1000);
-  const date = Date.parse(value);
-  return Number.isFinite(date) ? Math.max(0, date - Date.now()) : undefined;
 }
 
 /** Shapes a non-2xx raw response like the SDK's RestError so the one error mapper handles it. */

@@ -2,11 +2,14 @@
 // change to a task is conditional on the ETag read, so two invocations never both work on one hub.
 import { isRestError } from '@azure/core-rest-pipeline';
 import type { TableClient, TableEntityResult, TransactionAction } from '@azure/data-tables';
+import { chunks } from '../domain/concurrency';
+import { UpstreamRejectedError } from '../domain/errors';
 import { keyUrl } from '../domain/keyId';
 import type { HubTask, JobStore, RotationJob } from '../domain/ports';
 import { partitionFor } from './auditTable';
 import { tableReady } from './tables';
 import { guard } from './azureErrors';
+import { TableUpdateBatcher } from './tableBatcher';
 
 export const JOBS_TABLE = 'RotationJobs';
 
@@ -45,19 +48,23 @@ const taskRow = (job: RotationJob, hubId: string) => `${taskPrefix(job)}${encode
 const quote = (s: string) => `'${s.replace(/'/g, "''")}'`;
 
 const isStatus = (error: unknown, status: number) => isRestError(error) && error.statusCode === status;
+const etagOf = (etag: string | undefined) => (etag ? { etag } : {});
 
 export class JobsTableAdapter implements JobStore {
   private readonly ensureTable: () => Promise<void>;
+  /** Claims and results of many hubs at once travel in shared transactions. */
+  private readonly changes: TableUpdateBatcher;
 
   constructor(private readonly table: TableClient) {
     this.ensureTable = tableReady(table, 'the jobs table');
+    this.changes = new TableUpdateBatcher(table);
   }
 
   async open(job: RotationJob, hubs: Pick<HubTask, 'hubId' | 'hubName' | 'from'>[]): Promise<HubTask[]> {
     await this.ensureTable();
     const partitionKey = partitionFor(job.key);
     return guard('the jobs table', async () => {
-      await this.createIfAbsent({
+      const newJob = await this.createIfAbsent({
         partitionKey,
         rowKey: jobRow(job),
         vaultUrl: job.key.vaultUrl,
@@ -70,7 +77,9 @@ export class JobsTableAdapter implements JobStore {
         ...(job.createdVersion ? { createdVersion: job.createdVersion } : {}),
         ...(job.eventId ? { eventId: job.eventId } : {}),
       });
-      const known = new Set((await this.tasks(job)).map((t) => t.hubId.toLowerCase()));
+      // A job this call opened has no tasks yet: they are only ever added after its row.
+      const existing = newJob ? [] : await this.tasks(job);
+      const known = new Set(existing.map((t) => t.hubId.toLowerCase()));
       const missing: TaskEntity[] = hubs
         .filter((h) => !known.has(h.hubId.toLowerCase()))
         .map((h) => ({
@@ -83,34 +92,41 @@ export class JobsTableAdapter implements JobStore {
           attempts: 0,
           from: JSON.stringify(h.from),
         }));
-      for (let i = 0; i < missing.length; i += 100) {
-        const batch = missing.slice(i, i + 100);
-        try {
-          await this.table.submitTransaction(batch.map((e): TransactionAction => ['create', e]));
-        } catch (error) {
-          // Another invocation opened the same job at the same moment: add row by row, keeping theirs.
-          if (!isStatus(error, 409) && !(error instanceof Error && error.name === 'TableTransactionError')) throw error;
-          for (const entity of batch) await this.createIfAbsent(entity);
-        }
-      }
-      return this.tasks(job);
+      // The tasks this invocation created are known with their ETags; after a collision with another invocation
+      // opening the same job, the table says what the tasks are.
+      const created = await Promise.all(chunks(missing, 100).map((batch) => this.createTasks(batch)));
+      if (created.some((tasks) => tasks === undefined)) return this.tasks(job);
+      const tasks = [...existing, ...created.flatMap((t) => t ?? [])];
+      return tasks.sort((a, b) => (taskRow(job, a.hubId) < taskRow(job, b.hubId) ? -1 : 1));
     });
   }
 
+  /** One transaction of new tasks; undefined when their ETags are not known (another invocation made some). */
+  private async createTasks(batch: TaskEntity[]): Promise<HubTask[] | undefined> {
+    try {
+      const response = await this.table.submitTransaction(batch.map((e): TransactionAction => ['create', e]));
+      const tasks = batch.map((entity, i) => {
+        const etag = response.subResponses[i]?.etag;
+        return etag ? toTask({ ...entity, etag }) : undefined;
+      });
+      return tasks.every((t) => t !== undefined) ? tasks : undefined;
+    } catch (error) {
+      // Another invocation opened the same job at the same moment: add row by row, keeping theirs.
+      if (!isStatus(error, 409) && !(error instanceof Error && error.name === 'TableTransactionError')) throw error;
+      for (const entity of batch) await this.createIfAbsent(entity);
+      return undefined;
+    }
+  }
+
   async claim(job: RotationJob, task: HubTask, until: Date): Promise<HubTask | undefined> {
-    return guard('the jobs table', async () => {
-      try {
-        const { etag } = await this.table.updateEntity(
-          { partitionKey: partitionFor(job.key), rowKey: taskRow(job, task.hubId), claimedUntil: until },
-          'Merge',
-          { etag: task.etag ?? '*' },
-        );
-        return { ...task, claimedUntil: until, etag };
-      } catch (error) {
-        if (isStatus(error, 412) || isStatus(error, 404)) return undefined;
-        throw error;
-      }
-    });
+    const outcome = await guard('the jobs table', () =>
+      this.changes.update(
+        { partitionKey: partitionFor(job.key), rowKey: taskRow(job, task.hubId), claimedUntil: until },
+        'Merge',
+        task.etag ?? '*',
+      ),
+    );
+    return 'refused' in outcome ? undefined : { ...task, claimedUntil: until, ...etagOf(outcome.etag) };
   }
 
   async save(job: RotationJob, task: HubTask): Promise<void> {
@@ -128,14 +144,14 @@ export class JobsTableAdapter implements JobStore {
       ...(task.errorCode ? { errorCode: task.errorCode } : {}),
       ...(task.reason ? { reason: task.reason } : {}),
     };
-    await guard('the jobs table', async () => {
-      try {
-        await this.table.updateEntity(entity, 'Replace', { etag: task.etag ?? '*' });
-      } catch (error) {
-        // Our claim expired and another invocation took the task over: its write wins.
-        if (!isStatus(error, 412)) throw error;
-      }
-    });
+    const outcome = await guard('the jobs table', () => this.changes.update(entity, 'Replace', task.etag ?? '*'));
+    // Refused with 412: our claim expired and another invocation took the task over; its write wins.
+    if ('refused' in outcome && outcome.refused === 404) {
+      throw new UpstreamRejectedError(
+        'UPSTREAM_REJECTED',
+        `The task of hub ${task.hubId} is gone from the jobs table.`,
+      );
+    }
   }
 
   async unfinished(): Promise<RotationJob[]> {
@@ -173,11 +189,14 @@ export class JobsTableAdapter implements JobStore {
     return tasks;
   }
 
-  private async createIfAbsent(entity: JobEntity | TaskEntity): Promise<void> {
+  /** True when this call created the row, false when it existed. */
+  private async createIfAbsent(entity: JobEntity | TaskEntity): Promise<boolean> {
     try {
       await this.table.createEntity(entity);
+      return true;
     } catch (error) {
       if (!isStatus(error, 409)) throw error;
+      return false;
     }
   }
 }

@@ -7,6 +7,7 @@ import { keyUrl } from '../domain/keyId';
 import type { KeyName } from '../domain/keyId';
 import type { KeyVault, KeyVersionDetails, KeyVersionSummary, NewKeyVersionSpec } from '../domain/ports';
 import { guard } from './azureErrors';
+import { keepAliveThroughProxy } from './proxyTunnel';
 
 export class KeyVaultAdapter implements KeyVault {
   private readonly clients = new Map<string, KeyClient>();
@@ -60,7 +61,7 @@ export class KeyVaultAdapter implements KeyVault {
   private client(key: KeyName): KeyClient {
     let client = this.clients.get(key.vaultUrl);
     if (!client) {
-      client = new KeyClient(key.vaultUrl, this.credential);
+      client = new KeyClient(key.vaultUrl, this.credential, { additionalPolicies: keepAliveThroughProxy() });
       this.clients.set(key.vaultUrl, client);
     }
     return client;

@@ -1,6 +1,7 @@
 // Outcome events as CloudEvents on an Event Grid topic, so alert rules and other systems can react.
 import type { TokenCredential } from '@azure/core-auth';
 import { AzureKeyCredential, EventGridPublisherClient } from '@azure/eventgrid';
+import { chunks } from '../domain/concurrency';
 import type { Outcome, OutcomePublisher } from '../domain/ports';
 import { guard } from './azureErrors';
 
@@ -19,19 +20,22 @@ export class EventGridOutcomePublisher implements OutcomePublisher {
   }
 
   async publish(outcomes: Outcome[]): Promise<void> {
-    await guard('the outcome topic', async () => {
-      for (let i = 0; i < outcomes.length; i += BATCH) {
-        await this.client.send(
-          outcomes.slice(i, i + BATCH).map((o) => ({
-            type: o.type,
-            source: OUTCOME_SOURCE,
-            subject: o.subject,
-            data: o.data,
-            datacontenttype: 'application/json',
-          })),
-        );
-      }
-    });
+    // Batches are independent notifications (Event Grid keeps no order), so they go out together.
+    await guard('the outcome topic', () =>
+      Promise.all(
+        chunks(outcomes, BATCH).map((batch) =>
+          this.client.send(
+            batch.map((o) => ({
+              type: o.type,
+              source: OUTCOME_SOURCE,
+              subject: o.subject,
+              data: o.data,
+              datacontenttype: 'application/json',
+            })),
+          ),
+        ),
+      ),
+    );
   }
 }
 

@@ -32,3 +32,31 @@ export class InProcessLock {
     }
   }
 }
+
+/**
+ * Reorders items so their groups take turns (a1 b1 c1 a2 b2 c2 …), keeping the order within each group. Work
+ * limited per group (ARM throttles writes per subscription) then proceeds in every group at once instead of
+ * draining one group's limit while the others wait behind it.
+ */
+export function interleaveBy<T>(items: readonly T[], groupOf: (item: T) => string): T[] {
+  const groups = new Map<string, T[]>();
+  for (const item of items) {
+    const group = groupOf(item);
+    const members = groups.get(group);
+    if (members) members.push(item);
+    else groups.set(group, [item]);
+  }
+  const lists = [...groups.values()];
+  const result: T[] = [];
+  for (let i = 0; result.length < items.length; i++) {
+    for (const list of lists) if (i < list.length) result.push(list[i] as T);
+  }
+  return result;
+}
+
+/** `items` in consecutive slices of at most `size`. */
+export function chunks<T>(items: readonly T[], size: number): T[][] {
+  const result: T[][] = [];
+  for (let i = 0; i < items.length; i += size) result.push(items.slice(i, i + size));
+  return result;
+}

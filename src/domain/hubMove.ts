@@ -1,6 +1,6 @@
 // Moving one hub to a key version: re-read, decide (never downgrade), write with If-Match, retry on 412, verify.
-import { EtagConflictError, HubKeyNotAppliedError, RotatorError, errorCode } from './errors';
-import { identifiersForKey, versionsForKey, withKeyIdentifier } from './hubs';
+import { EtagConflictError, HubKeyNotAppliedError, RotatorError, UpstreamUnavailableError, errorCode } from './errors';
+import { identifiersForKey, provisioningStateOf, versionsForKey, withKeyIdentifier } from './hubs';
 import { keyLabel } from './keyId';
 import type { KeyName } from './keyId';
 import { compareVersions } from './keyPolicy';
@@ -92,6 +92,7 @@ export async function moveHub(
     for (let attempt = 1; ; attempt++) {
       const hub = dryRun ? request.hub : await hubs.get(request.hub.id);
       from = identifiersForKey(hub.body, key);
+      if (!dryRun) assertNoOperationRunning(hub);
       const decision = decideHub(versionsForKey(hub.body, key), target?.version, versions);
       if (decision.result !== 'move') return report(decision.result, { reason: decision.reason });
       if (dryRun) return report('planned');
@@ -109,6 +110,20 @@ export async function moveHub(
     }
   } catch (error) {
     return report('failed', { errorCode: errorCode(error), reason: safeMessage(error) });
+  }
+}
+
+/** ARM's terminal provisioning states; in any other, an update (perhaps of a crashed invocation) is still running. */
+const SETTLED_STATES = new Set(['succeeded', 'failed', 'canceled']);
+
+/**
+ * A hub whose update is still running shows the requested body, which may yet be rolled back: neither "already
+ * current" nor safe to write over (ARM answers 409), so it is retried later.
+ */
+function assertNoOperationRunning(hub: HubDocument): void {
+  const state = provisioningStateOf(hub.body);
+  if (state !== undefined && !SETTLED_STATES.has(state.toLowerCase())) {
+    throw new UpstreamUnavailableError(`Hub ${hub.id} is ${state}: an earlier update is still running.`);
   }
 }
 

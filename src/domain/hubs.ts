@@ -19,6 +19,14 @@ export function keyIdentifiersOf(body: JsonObject): string[] {
     .filter((id): id is string => typeof id === 'string');
 }
 
+/** ARM's `properties.provisioningState` (`Succeeded`, `Updating`, ...), when the hub document carries one. */
+export function provisioningStateOf(body: JsonObject): string | undefined {
+  const properties = body.properties;
+  return isObject(properties) && typeof properties.provisioningState === 'string'
+    ? properties.provisioningState
+    : undefined;
+}
+
 /** The hub's identifiers that reference `key` (any version). */
 export function identifiersForKey(body: JsonObject, key: KeyName): string[] {
   return keyIdentifiersOf(body).filter((id) => referencesKey(id, key));
@@ -40,4 +48,9 @@ export function withKeyIdentifier(body: JsonObject, key: KeyName, targetId: stri
       entry.keyIdentifier = targetId;
   }
   return copy;
+}
+
+/** The subscription (lower case) of an ARM resource id such as a hub's; '' when the id names none. */
+export function subscriptionOf(resourceId: string): string {
+  return (/^\/subscriptions\/([^/]+)/i.exec(resourceId)?.[1] ?? '').toLowerCase();
 }

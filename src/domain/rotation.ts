@@ -1,7 +1,7 @@
 // The rotation use cases: react to Key Vault events, rotate or sync on request, reconcile drift, report status
 // and history. Decisions live here; every effect goes through a port.
 import { randomUUID } from 'node:crypto';
-import { mapWithConcurrency } from './concurrency';
+import { interleaveBy, mapWithConcurrency } from './concurrency';
 import {
   KeyUnusableError,
   RotatorError,
@@ -14,7 +14,7 @@ import { isIgnored, parseKeyVaultEvent } from './events';
 import type { KeyVaultEvent } from './events';
 import { moveHub, safeMessage } from './hubMove';
 import type { HubReport } from './hubMove';
-import { identifiersForKey, keyIdentifiersOf } from './hubs';
+import { identifiersForKey, keyIdentifiersOf, subscriptionOf } from './hubs';
 import { keyLabel, keyUrl, tryParseKeyId, versionOf } from './keyId';
 import type { KeyName } from './keyId';
 import { compareVersions, isLive, newVersionSpec, newestFirst, unusableReasons } from './keyPolicy';
@@ -552,12 +552,12 @@ export class RotationService {
       (await this.deps.keyVault.getVersion(job.key, job.targetVersion));
     // Events only finish what is pending; an operator's re-run and the reconciler also retry hubs that failed.
     const retryFailed = context.trigger !== 'event';
-    const due = (t: HubTask) =>
+    const due = (t: HubTask, at: Date) =>
       (t.state === 'pending' || (retryFailed && t.state === 'failed')) &&
-      (!t.notBefore || t.notBefore <= now) &&
-      (!t.claimedUntil || t.claimedUntil <= now);
+      (!t.notBefore || t.notBefore <= at) &&
+      (!t.claimedUntil || t.claimedUntil <= at);
     const worked = new Map<string, HubReport>();
-    await mapWithConcurrency(tasks.filter(due), settings.hubConcurrency, async (task) => {
+    const workTask = async (task: HubTask): Promise<HubReport | undefined> => {
       const claimed = await this.deps.jobs.claim(
         job,
         task,
@@ -596,16 +596,29 @@ export class RotationService {
         ...(report.reason ? { reason: report.reason } : {}),
       });
       worked.set(task.hubId, report);
-    });
+      return report;
+    };
+    /** Works the due tasks this invocation has not worked on yet (claiming each first) and records the results. */
+    const workDue = async (candidates: HubTask[]) => {
+      const at = this.deps.clock.now();
+      const fresh = candidates.filter((t) => !worked.has(t.hubId) && due(t, at));
+      // Subscriptions take turns, so each one's ARM write budget is spent from the start.
+      const byTurn = interleaveBy(fresh, (t) => subscriptionOf(t.hubId));
+      const results = await mapWithConcurrency(byTurn, settings.hubConcurrency, workTask);
+      const reported = results.filter((r) => r !== undefined);
+      await this.recordHubResults(job.key, target, reported, context, invocation);
+    };
+    await workDue(tasks);
     let reports = tasks.map((t) => worked.get(t.hubId) ?? storedReport(t, job.targetId, now));
-    await this.recordHubResults(job.key, target, [...worked.values()], context, invocation);
     // Hubs another invocation is moving (typically the one handling the KeyNewVersionCreated our own rotation
     // raised) are awaited for a while, so the answer is complete instead of "in progress" (or, for an event, a
-    // needless redelivery). A holder that crashed is taken over once its claim expires.
+    // needless redelivery). A holder that crashed is taken over here as soon as its claim expires.
     const deadline = Date.now() + SETTLE_WAIT_MS;
     while (reports.some((r) => r.result === 'in-progress') && Date.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, 250));
       const latest = await this.deps.jobs.open(job, []);
+      // Only pending hubs are taken over: a failure another invocation just reported stands.
+      await workDue(latest.filter((t) => t.state === 'pending'));
       reports = latest.map((t) => worked.get(t.hubId) ?? storedReport(t, job.targetId, this.deps.clock.now()));
     }
     return this.report(job.key, context, invocation, reports, target);

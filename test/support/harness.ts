@@ -18,6 +18,8 @@ export const VAULT_URL = 'https://demo.vault.azure.net';
 export const SUB_A = '11111111-1111-1111-1111-111111111111';
 export const SUB_B = '22222222-2222-2222-2222-222222222222';
 export const HUB_IDENTITY = `/subscriptions/${SUB_A}/resourceGroups/rg-identity/providers/Microsoft.ManagedIdentity/userAssignedIdentities/hub-cmk-reader`;
+/** Key Vault's Event Grid subscription to the harness's host. */
+export const KEY_VAULT_SUBSCRIPTION = 'keyvault-to-rotator';
 export const KEY_EVENT_TYPES = [
   'Microsoft.KeyVault.KeyNearExpiry',
   'Microsoft.KeyVault.KeyExpired',
@@ -40,11 +42,9 @@ export interface HubRef {
   name: string;
 }
 
-export interface Harness {
-  stack: RunningStack;
+/** One running instance of the app and the two ways in: its HTTP API and its Event Grid webhook. */
+export interface AppInstance {
   host: RunningFunctionHost;
-  functionKey: string;
-  keys: KeyClient;
   /** Calls the app like an operator: JSON in and out, the function key in `x-functions-key`. */
   api(
     method: string,
@@ -54,6 +54,13 @@ export interface Harness {
   ): Promise<{ status: number; body: any }>;
   /** Posts to the Event Grid webhook as Event Grid does (validation aside). */
   deliver(events: unknown, headers?: Record<string, string>): Promise<number>;
+}
+
+/** The bed; its own instance (`host`, `api`, `deliver`) is the one Event Grid delivers to. */
+export interface Harness extends AppInstance {
+  stack: RunningStack;
+  functionKey: string;
+  keys: KeyClient;
   createKey(name: string, options?: { expiresInDays?: number; keySize?: number }): Promise<KeyVaultKey>;
   seedHub(ref: HubRef, keyIdentifier: string, extra?: Record<string, unknown>): Promise<void>;
   hubKey(ref: HubRef): string | undefined;
@@ -61,7 +68,41 @@ export interface Harness {
   until(check: () => boolean | Promise<boolean>, what: string, timeoutMs?: number): Promise<void>;
   outcomes(): { type: string; subject: string; data: unknown }[];
   restartHost(how: 'kill' | 'stop'): Promise<void>;
+  /**
+   * Another instance of the app (a scaled-out worker) on its own port, sharing the stack and storage; `settings`
+   * override app settings for it alone. Event Grid does not deliver to it. `close()` stops it if still running.
+   */
+  startInstance(settings?: Record<string, string>): Promise<AppInstance>;
   close(): Promise<void>;
+}
+
+function instanceClient(host: () => RunningFunctionHost, functionKey: string): Omit<AppInstance, 'host'> {
+  return {
+    async api(method, route, body, headers = { 'x-functions-key': functionKey }) {
+      const response = await fetch(`${host().url}${route}`, {
+        method,
+        headers: { 'content-type': 'application/json', ...headers },
+        ...(body === undefined ? {} : { body: typeof body === 'string' ? body : JSON.stringify(body) }),
+      });
+      const text = await response.text();
+      let parsed: unknown = text;
+      try {
+        parsed = text ? JSON.parse(text) : undefined;
+      } catch {
+        // not JSON: keep the text
+      }
+      return { status: response.status, body: parsed as any };
+    },
+    async deliver(events, headers = {}) {
+      const response = await fetch(`${host().url}/runtime/webhooks/eventgrid?functionName=keyVaultEvents`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'aeg-event-type': 'Notification', ...headers },
+        body: typeof events === 'string' ? events : JSON.stringify(events),
+      });
+      await response.text();
+      return response.status;
+    },
+  };
 }
 
 export async function startHarness(
@@ -88,9 +129,10 @@ export async function startHarness(
     ...options.settings,
   });
   const start = () => startFunctionHost({ env, port });
+  const instances: RunningFunctionHost[] = [];
   let host = await start();
   await stack.eventGrid.subscribe({
-    name: 'keyvault-to-rotator',
+    name: KEY_VAULT_SUBSCRIPTION,
     endpointUrl: `${host.url}/runtime/webhooks/eventgrid?functionName=keyVaultEvents`,
     eventTypes: KEY_EVENT_TYPES,
     schema: 'EventGridSchema',
@@ -106,30 +148,7 @@ export async function startHarness(
     },
     functionKey,
     keys,
-    async api(method, route, body, headers = { 'x-functions-key': functionKey }) {
-      const response = await fetch(`${host.url}${route}`, {
-        method,
-        headers: { 'content-type': 'application/json', ...headers },
-        ...(body === undefined ? {} : { body: typeof body === 'string' ? body : JSON.stringify(body) }),
-      });
-      const text = await response.text();
-      let parsed: unknown = text;
-      try {
-        parsed = text ? JSON.parse(text) : undefined;
-      } catch {
-        // not JSON: keep the text
-      }
-      return { status: response.status, body: parsed as any };
-    },
-    async deliver(events, headers = {}) {
-      const response = await fetch(`${host.url}/runtime/webhooks/eventgrid?functionName=keyVaultEvents`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', 'aeg-event-type': 'Notification', ...headers },
-        body: typeof events === 'string' ? events : JSON.stringify(events),
-      });
-      await response.text();
-      return response.status;
-    },
+    ...instanceClient(() => host, functionKey),
     createKey: (name, o = {}) =>
       keys.createRsaKey(name, {
         keySize: o.keySize ?? 2048,
@@ -181,7 +200,13 @@ export async function startHarness(
       await (how === 'kill' ? host.kill() : host.stop());
       host = await start();
     },
+    async startInstance(settings = {}) {
+      const instance = await startFunctionHost({ env: { ...env, ...settings }, port: await freePort() });
+      instances.push(instance);
+      return { host: instance, ...instanceClient(() => instance, functionKey) };
+    },
     async close() {
+      await Promise.all(instances.map((instance) => instance.stop()));
       await host.stop();
       await stack.close();
       rmSync(dataDir, { recursive: true, force: true });

@@ -69,7 +69,7 @@ describe('loadConfig', () => {
       allowedVaults: ['https://contoso.vault.azure.net'],
       subscriptionIds: [SUB_A],
       defaultKeyValidityDays: 90,
-      hubConcurrency: 16,
+      hubConcurrency: 1000,
       nearExpiryDays: 30,
       hubClaimSeconds: 600,
       hubRetrySeconds: 30,

@@ -6,6 +6,7 @@ import { ROTATED_FROM_TAG } from '../../src/domain/keyPolicy';
 import { decideHub } from '../../src/domain/hubMove';
 import { RotationService } from '../../src/domain/rotation';
 import { UpstreamUnavailableError } from '../../src/domain/errors';
+import type { JsonObject, RotationJob } from '../../src/domain/ports';
 import {
   FakeAudit,
   FakeClock,
@@ -47,6 +48,7 @@ function setup(options: { concurrency?: number } = {}) {
       maxEtagAttempts: 3,
       maxHubAttempts: 3,
       claimTtlMs: 60_000,
+      firstRetryDelayMs: 30_000,
       nearExpiryDays: 30,
     },
   });
@@ -253,6 +255,44 @@ describe('RotationService: Key Vault events', () => {
     expect(t.keyVault.created).toHaveLength(1);
     expect(retry.status).toBe('succeeded');
     expect(t.hubs.keyOf(`${SUB}/flaky`)).toBe(t.keyVault.created[0]!.id);
+  });
+
+  it('a hub whose earlier update is still running is retried later, not taken for current', async () => {
+    const t = setup();
+    const v1 = t.keyVault.addVersion(KEY);
+    // A crashed invocation's PUT: ARM shows the requested key while the operation, which may yet fail, runs.
+    const hub = t.hubs.add(`${SUB}/updating`, v1.id);
+    (t.hubs.hubs.get(hub)!.body.properties as JsonObject).provisioningState = 'Updating';
+
+    await expect(t.service.handleEvent(event('KeyNewVersionCreated', v1.id), t.invocation)).rejects.toBeInstanceOf(
+      UpstreamUnavailableError,
+    );
+
+    expect(t.jobs.task(hub)).toMatchObject({ state: 'pending', attempts: 1, errorCode: 'UPSTREAM_UNAVAILABLE' });
+    expect(t.hubs.puts).toHaveLength(0);
+  });
+
+  it('an invocation waiting on a crashed one takes its hubs over once their claim expires', async () => {
+    const t = setup();
+    const v1 = t.keyVault.addVersion(KEY);
+    const v2 = t.keyVault.addVersion(KEY);
+    const hub = t.hubs.add(`${SUB}/orphan`, v1.id);
+    const job: RotationJob = {
+      key: KEY,
+      targetVersion: v2.version,
+      targetId: v2.id,
+      trigger: 'event',
+      correlationId: 'crashed',
+      openedAt: t.clock.now(),
+    };
+    const [task] = await t.jobs.open(job, [{ hubId: hub, hubName: 'orphan', from: [v1.id] }]);
+    await t.jobs.claim(job, task!, new Date(t.clock.now().getTime() + 60_000));
+
+    const handled = t.service.handleEvent(event('KeyNewVersionCreated', v2.id), t.invocation);
+    setTimeout(() => t.clock.advance(60_001), 300);
+
+    expect((await handled).status).toBe('succeeded');
+    expect(t.hubs.keyOf(hub)).toBe(v2.id);
   });
 
   it('reports a hub whose update "succeeded" without applying the key', async () => {
