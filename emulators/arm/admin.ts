@@ -14,20 +14,25 @@ export interface HubSeed extends HubRef {
 }
 
 export interface ArmEmulatorControl {
+  /** Creates or replaces a Succeeded hub; `hub` is a preview-api PUT body (so `properties.encryption` counts). */
   seedHub(seed: HubSeed): Promise<JsonObject>;
+  /** The hub as a preview api-version returns it. */
   getHub(ref: HubRef): JsonObject | undefined;
   listHubs(): JsonObject[];
+  /** Whether the hub can still read its data with the key version it stores. */
   checkHubData(ref: HubRef): Promise<HubDataCheck>;
   faults: {
     setLatency(ms: number): void;
     failNextRequests(fault: RequestFault): void;
     failNextOperations(failure?: OperationFailure): void;
+    /** The hub's ETag changes just before its next `count` writes, as if another client wrote first. */
     raceEtag(ref: HubRef, count?: number): void;
     setThrottling(settings: ThrottlingSettings): void;
     clear(): void;
   };
   requests(): RequestLogEntry[];
   clearRequests(): void;
+  /** Forgets hubs, operations, faults and the request log. */
   reset(): void;
 }
 

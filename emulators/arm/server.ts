@@ -11,12 +11,11 @@ import { EmulatorClock } from '../clock';
 import type { KeyVaultCrypto } from '../contracts';
 import { assertPortFree } from '../ports';
 import { handleAdmin } from './admin';
-import type { ArmEmulatorControl, HubSeed } from './admin';
+import type { ArmEmulatorControl } from './admin';
 import { ArmError } from './errors';
-import type { OperationFailure, RequestFault, RequestLogEntry, ThrottlingSettings } from './faults';
+import type { RequestLogEntry } from './faults';
 import { FaultInjector, RequestLog } from './faults';
-import type { HubDataCheck } from './hub-data';
-import type { ApiFlavour, JsonObject } from './hub-model';
+import type { ApiFlavour } from './hub-model';
 import { apiFlavourOf, renderHub } from './hub-model';
 import type { HubOperation, HubRef } from './hub-store';
 import { hubKeyOf, IotHubStore } from './hub-store';
@@ -35,31 +34,12 @@ export interface ArmEmulatorOptions {
   pageSize?: number;
 }
 
-export interface RunningArmEmulator {
+/** The running emulator: its address plus the controls tests and the admin API share. */
+export interface RunningArmEmulator extends ArmEmulatorControl {
   port: number;
   /** Direct loopback URL (the admin API is also reachable here); ARM clients use https://management.azure.com. */
   url: string;
   close(): Promise<void>;
-  /** Creates or replaces a Succeeded hub; `hub` is a preview-api PUT body (so `properties.encryption` counts). */
-  seedHub(seed: HubSeed): Promise<JsonObject>;
-  /** The hub as a preview api-version returns it. */
-  getHub(ref: HubRef): JsonObject | undefined;
-  listHubs(): JsonObject[];
-  /** Whether the hub can still read its data with the key version it stores. */
-  checkHubData(ref: HubRef): Promise<HubDataCheck>;
-  faults: {
-    setLatency(ms: number): void;
-    failNextRequests(fault: RequestFault): void;
-    failNextOperations(failure?: OperationFailure): void;
-    /** The hub's ETag changes just before its next `count` writes, as if another client wrote first. */
-    raceEtag(ref: HubRef, count?: number): void;
-    setThrottling(settings: ThrottlingSettings): void;
-    clear(): void;
-  };
-  requests(): RequestLogEntry[];
-  clearRequests(): void;
-  /** Forgets hubs, operations, faults and the request log. */
-  reset(): void;
 }
 
 /** ARM accepts tokens for either of its resource URIs. */

@@ -2,31 +2,10 @@
 // rotates the key and re-points every hub through ARM — real SDK clients, real HTTPS, Azure's host names.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HUB_IDENTITY, SUB_A, SUB_B, VAULT_URL, startHarness } from '../support/harness';
-import type { Harness, HubRef } from '../support/harness';
+import type { Harness } from '../support/harness';
+import { hub, keyVaultEvent, versions } from '../support/fleet';
 
-const hub = (subscriptionId: string, name: string): HubRef => ({ subscriptionId, resourceGroupName: 'rg-iot', name });
 const versionOf = (id: string | undefined) => id?.split('/').pop();
-
-async function versions(h: Harness, name: string) {
-  const list = [];
-  for await (const p of h.keys.listPropertiesOfKeyVersions(name)) list.push(p);
-  return list;
-}
-
-function keyVaultEvent(type: string, keyId: string) {
-  const [, , , , name, version] = keyId.split('/');
-  return {
-    id: `manual-${type}-${version}`,
-    topic:
-      '/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/demo',
-    subject: name,
-    eventType: `Microsoft.KeyVault.${type}`,
-    eventTime: new Date().toISOString(),
-    data: { Id: keyId, VaultName: 'demo', ObjectType: 'Key', ObjectName: name, Version: version, NBF: null, EXP: null },
-    dataVersion: '1',
-    metadataVersion: '1',
-  };
-}
 
 describe('rotation through the local host', () => {
   let h: Harness;
