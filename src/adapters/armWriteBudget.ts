@@ -38,6 +38,8 @@ export interface WriteTicket {
   expectedRemaining: number;
   /** How many writes the budget had granted in the subscription, this one included. */
   sequence: number;
+  /** Writes spent elsewhere that the budget had already taken off when it granted this one. */
+  debitedAtGrant: number;
 }
 
 interface Bucket {
@@ -54,6 +56,8 @@ interface Bucket {
   schedule: number;
   pausedUntil: number;
   granted: number;
+  /** Writes spent elsewhere (by other clients) already taken off the tokens since the bucket was last full. */
+  debited: number;
 }
 
 export class ArmWriteBudget {
@@ -70,7 +74,9 @@ export class ArmWriteBudget {
     const bucket = this.bucketOf(subscriptionId, now);
     const start = Math.max(now, bucket.at);
     const level = this.levelAt(bucket, start);
-    if (level >= this.limits.burst) Object.assign(bucket, { tokens: this.limits.burst, at: start, refilling: false });
+    if (level >= this.limits.burst) {
+      Object.assign(bucket, { tokens: this.limits.burst, at: start, refilling: false, debited: 0 });
+    }
     const ticket = (sendAt: number, provisional = false): WriteTicket => ({
       subscriptionId,
       sendAt,
@@ -78,6 +84,7 @@ export class ArmWriteBudget {
       provisional,
       expectedRemaining: bucket.tokens,
       sequence: bucket.granted,
+      debitedAtGrant: bucket.debited,
     });
     const missing = 1 - level;
     if (missing <= 0) {
@@ -111,23 +118,42 @@ export class ArmWriteBudget {
     const bucket = this.bucketOf(ticket.subscriptionId, now);
     if (answer.status === 429) {
       bucket.pausedUntil = Math.max(bucket.pausedUntil, now + (answer.retryAfterMs ?? DEFAULT_THROTTLE_PAUSE_MS));
-      Object.assign(bucket, { tokens: 0, at: bucket.pausedUntil, refilling: true, schedule: bucket.schedule + 1 });
+      Object.assign(bucket, {
+        tokens: 0,
+        at: bucket.pausedUntil,
+        refilling: true,
+        schedule: bucket.schedule + 1,
+        debited: 0,
+      });
       return;
     }
     if (!bucket.refilling) Object.assign(bucket, { at: Math.max(now, bucket.at), refilling: true });
     if (answer.remaining === undefined || !this.isCurrent(ticket)) return;
     // ARM counts whole tokens. Fewer than expected means writes this budget did not grant were spent meanwhile,
-    // unless writes granted after this one reached ARM first: those are not counted against anyone.
+    // unless writes granted after this one reached ARM first: those are not counted against anyone. The answers of
+    // several writes report the same shortfall, so only what exceeds the shortfall already debited is taken off
+    // (debiting it once per answer would starve the subscription).
     const overtaken = bucket.granted - ticket.sequence;
-    const spentElsewhere = Math.floor(ticket.expectedRemaining) - answer.remaining - overtaken;
-    if (spentElsewhere > 0) bucket.tokens -= spentElsewhere;
+    const spentElsewhere = Math.floor(ticket.expectedRemaining) - answer.remaining - overtaken + ticket.debitedAtGrant;
+    if (spentElsewhere > bucket.debited) {
+      bucket.tokens -= spentElsewhere - bucket.debited;
+      bucket.debited = spentElsewhere;
+    }
   }
 
   private bucketOf(subscriptionId: string, now: number): Bucket {
     const id = key(subscriptionId);
     let bucket = this.buckets.get(id);
     if (!bucket) {
-      bucket = { tokens: this.limits.burst, at: now, refilling: false, schedule: 0, pausedUntil: 0, granted: 0 };
+      bucket = {
+        tokens: this.limits.burst,
+        at: now,
+        refilling: false,
+        schedule: 0,
+        pausedUntil: 0,
+        granted: 0,
+        debited: 0,
+      };
       this.buckets.set(id, bucket);
     }
     return bucket;

@@ -66,6 +66,15 @@ describe('ArmWriteBudget', () => {
     expect(reserveMany(shared, 3, 50).map((t) => t.sendAt)).toEqual([50, 50, 150]);
   });
 
+  it('takes a shortfall reported by several answers off once, not once per answer', () => {
+    const budget = new ArmWriteBudget(LIMITS);
+    const tickets = reserveMany(budget, 5, 0); // expects 9, 8, 7, 6, 5 left
+    // Someone else spent 4: each answer reports the same shortfall.
+    tickets.forEach((t, i) => budget.settle(t, 50, { status: 201, remaining: 5 - i }));
+    // 5 expected left, 4 spent elsewhere: one write now, the next after one token's refill.
+    expect(reserveMany(budget, 2, 50).map((t) => t.sendAt)).toEqual([50, 150]);
+  });
+
   it('gives back the token of a write that is not sent', () => {
     const budget = new ArmWriteBudget(LIMITS);
     const tickets = reserveMany(budget, 10, 0);
