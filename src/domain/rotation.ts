@@ -138,7 +138,9 @@ interface RunContext {
 }
 
 const DAY_MS = 86_400_000;
-const SETTLE_WAIT_MS = 60_000;
+/** How long an answer waits for hubs another invocation is moving: an operator gets a full report; Event Grid
+ * must be answered before its 30 s delivery deadline (a later answer only means a redelivery, which is harmless). */
+const SETTLE_WAIT_MS = { operator: 60_000, event: 25_000 };
 
 /** Backoff before a hub's next attempt, across invocations: four times longer each time, at most an hour. */
 export function retryDelayMs(attempts: number, firstDelayMs: number): number {
@@ -613,7 +615,7 @@ export class RotationService {
     // Hubs another invocation is moving (typically the one handling the KeyNewVersionCreated our own rotation
     // raised) are awaited for a while, so the answer is complete instead of "in progress" (or, for an event, a
     // needless redelivery). A holder that crashed is taken over here as soon as its claim expires.
-    const deadline = Date.now() + SETTLE_WAIT_MS;
+    const deadline = Date.now() + (context.trigger === 'event' ? SETTLE_WAIT_MS.event : SETTLE_WAIT_MS.operator);
     while (reports.some((r) => r.result === 'in-progress') && Date.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, 250));
       const latest = await this.deps.jobs.open(job, []);
