@@ -13,8 +13,8 @@
 // proxy, this plain-HTTP loopback one included, unless NO_PROXY names the host (e.g. NO_PROXY=127.0.0.1,localhost).
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { issueToken } from './auth';
+import { listenOnLoopback } from './ports';
 
 /** The only api-version msal-node's App Service source sends. */
 export const APP_SERVICE_MSI_API_VERSION = '2019-08-01';
@@ -106,11 +106,7 @@ export async function startIdentityEndpoint(options: IdentityEndpointOptions = {
     });
   });
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port ?? 0, '127.0.0.1', () => resolve());
-  });
-  const port = (server.address() as AddressInfo).port;
+  const port = await listenOnLoopback(server, options.port ?? 0);
   return {
     endpoint: `http://127.0.0.1:${port}${TOKEN_PATH}`,
     header: secret,

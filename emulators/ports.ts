@@ -50,3 +50,15 @@ export async function assertPortFree(port: number, what: string): Promise<void> 
     await new Promise<void>((resolve) => server.close(() => resolve()));
   }
 }
+
+/** Starts `server` on 127.0.0.1 (the emulators never listen elsewhere); resolves with its port (any free one for 0). */
+export async function listenOnLoopback(server: net.Server, port = 0): Promise<number> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  return (server.address() as AddressInfo).port;
+}

@@ -3,7 +3,7 @@
 // need HTTPS_PROXY (which every Azure SDK pipeline honours); hosts with no route are refused, never dialled.
 import http from 'node:http';
 import net from 'node:net';
-import type { AddressInfo } from 'node:net';
+import { listenOnLoopback } from './ports';
 
 export interface ProxyRoute {
   /** `host` or `*.suffix` (matches any depth below the suffix). */
@@ -64,11 +64,7 @@ export async function startAzureProxy(options: { port?: number; routes?: ProxyRo
       upstream.destroy();
     });
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port ?? 0, '127.0.0.1', () => resolve());
-  });
-  const port = (server.address() as AddressInfo).port;
+  const port = await listenOnLoopback(server, options.port ?? 0);
   return {
     url: `http://127.0.0.1:${port}`,
     port,

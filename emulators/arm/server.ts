@@ -4,12 +4,12 @@
 import { randomUUID } from 'node:crypto';
 import https from 'node:https';
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import type { TokenClaims } from '../auth';
 import { verifyBearer } from '../auth';
 import { EmulatorClock } from '../clock';
 import type { KeyVaultCrypto } from '../contracts';
-import { assertPortFree } from '../ports';
+import { assertPortFree, listenOnLoopback } from '../ports';
 import { handleAdmin } from './admin';
 import type { ArmEmulatorControl } from './admin';
 import { ArmError } from './errors';
@@ -424,11 +424,7 @@ export async function startArmEmulator(options: ArmEmulatorOptions): Promise<Run
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port ?? 0, '127.0.0.1', () => resolve());
-  });
-  const port = (server.address() as AddressInfo).port;
+  const port = await listenOnLoopback(server, options.port ?? 0);
 
   return {
     port,

@@ -3,9 +3,8 @@
 // they receive. One HTTPS server on 127.0.0.1 serves the topics and, for loopback Host headers, the admin routes.
 import https from 'node:https';
 import type http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { EventSink } from '../contracts';
-import { assertPortFree } from '../ports';
+import { assertPortFree, listenOnLoopback } from '../ports';
 import { WebhookDelivery } from './delivery';
 import type { DeadLetteredEvent, DeliveryAttempt, DeliveryPolicy, WebhookSubscriptionOptions } from './delivery';
 import { sendEventGridError, sendJson } from './http-util';
@@ -158,11 +157,7 @@ export async function startEventGridEmulator(options: EventGridEmulatorOptions):
       else sendEventGridError(req, res, 500, 'InternalServerError', `The emulator failed: ${message}`);
     });
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port ?? 0, '127.0.0.1', () => resolve());
-  });
-  const port = (server.address() as AddressInfo).port;
+  const port = await listenOnLoopback(server, options.port ?? 0);
 
   return {
     port,

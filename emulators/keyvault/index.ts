@@ -5,7 +5,6 @@
 // authenticate through the challenge (a token for https://vault.azure.net, e.g. from the fake managed identity) and
 // trust the emulators' CA through NODE_EXTRA_CA_CERTS.
 import https from 'node:https';
-import type { AddressInfo } from 'node:net';
 import type { EmulatorClock } from '../clock';
 import type { EventSink, KeyVaultCrypto, KeyVaultEventGridEvent } from '../contracts';
 import { KeyUseError } from '../contracts';
@@ -13,6 +12,7 @@ import { createKeyVaultHandler } from './http';
 import type { AdminApi } from './http';
 import { KEY_VAULT_DNS_SUFFIX, KeyVaultError, KeyVaultStore, vaultNameFromHost, vaultUrl } from './store';
 import type { CryptoOperation, RsaAlgorithm } from './store';
+import { listenOnLoopback } from '../ports';
 
 export { KEY_VAULT_RESOURCE } from './http';
 export { KeyVaultError, vaultUrl } from './store';
@@ -151,10 +151,7 @@ export async function startKeyVaultEmulator(options: KeyVaultEmulatorOptions): P
       pageSize: options.pageSize ?? 25,
     }),
   );
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port ?? 0, '127.0.0.1', () => resolve());
-  });
+  const port = await listenOnLoopback(server, options.port ?? 0);
 
   const unsubscribe = clock.onAdvance(() => void checkExpiry().catch(report));
   const intervalMs = options.expiryCheckIntervalMs ?? 1000;
@@ -164,7 +161,7 @@ export async function startKeyVaultEmulator(options: KeyVaultEmulatorOptions): P
   void checkExpiry().catch(report);
 
   return {
-    port: (server.address() as AddressInfo).port,
+    port,
     crypto: inProcessCrypto(store, options.cryptoAlgorithm ?? 'RSA-OAEP-256'),
     admin,
     close: async () => {
