@@ -1,5 +1,6 @@
 // The benchmark's IoT hub fleet: hubs seeded straight into the ARM emulator (no HTTP, no write tokens spent),
 // each encrypted with a customer-managed key, as a real fleet would be.
+import { cmkHub } from '../emulators/arm';
 import type { RunningArmEmulator } from '../emulators/arm';
 import { mapWithConcurrency } from '../src/domain/concurrency';
 
@@ -29,22 +30,7 @@ export async function seedFleet(
   }));
   await mapWithConcurrency(refs, 32, (ref) => {
     const identity = identityOf(ref.subscriptionId);
-    return arm.seedHub({
-      ...ref,
-      hub: {
-        location: 'westeurope',
-        tags: { fleet: label },
-        sku: { name: 'S1', capacity: 1 },
-        identity: { type: 'UserAssigned', userAssignedIdentities: { [identity]: {} } },
-        properties: {
-          encryption: {
-            keySource: 'Microsoft.KeyVault',
-            keyVaultProperties: [{ keyIdentifier, identity: { userAssignedIdentity: identity } }],
-          },
-          minTlsVersion: '1.2',
-        },
-      },
-    });
+    return arm.seedHub({ ...ref, hub: cmkHub({ keyIdentifier, identity, tags: { fleet: label } }) });
   });
   return refs;
 }

@@ -11,6 +11,7 @@ import { issueToken } from '../emulators/auth';
 import { startFunctionHost } from '../emulators/functionHost';
 import type { HostLogLine, RunningFunctionHost } from '../emulators/functionHost';
 import { assertPortFree, freePort } from '../emulators/ports';
+import { cmkHub } from '../emulators/arm';
 import { OUTCOME_TOPIC, startStack } from '../emulators/stack';
 import type { RunningStack, StackPorts } from '../emulators/stack';
 import { ensureDevCertificate } from '../emulators/tls';
@@ -100,22 +101,14 @@ async function seed(stack: RunningStack, keys: KeyClient): Promise<{ v1: string 
       subscriptionId: hub.subscriptionId,
       resourceGroupName: hub.resourceGroupName,
       name: hub.name,
-      hub: {
+      hub: cmkHub({
+        keyIdentifier: hub.key === KEY ? key.id! : other.id!,
+        identity: HUB_IDENTITY,
         location: hub.subscriptionId === SUBSCRIPTIONS.west ? 'westeurope' : 'eastus',
         tags: { team: 'iot', costCenter: '4711' },
-        sku: { name: 'S1', capacity: 2 },
-        identity: { type: 'UserAssigned', userAssignedIdentities: { [HUB_IDENTITY]: {} } },
-        properties: {
-          encryption: {
-            keySource: 'Microsoft.KeyVault',
-            keyVaultProperties: [
-              { keyIdentifier: hub.key === KEY ? key.id : other.id, identity: { userAssignedIdentity: HUB_IDENTITY } },
-            ],
-          },
-          ipFilterRules: [{ filterName: 'plant-network', action: 'Accept', ipMask: '10.20.0.0/16' }],
-          minTlsVersion: '1.2',
-        },
-      },
+        capacity: 2,
+        properties: { ipFilterRules: [{ filterName: 'plant-network', action: 'Accept', ipMask: '10.20.0.0/16' }] },
+      }),
     });
   }
   return { v1: key.id! };

@@ -5,3 +5,5 @@ export type { OperationFailure, RequestFault, RequestLogEntry, ThrottlingSetting
 export type { HubDataCheck } from './hub-data';
 export type { HubRef } from './hub-store';
 export { hubIdOf } from './hub-store';
+export { cmkHub } from './cmkHub';
+export type { CmkHubOptions } from './cmkHub';

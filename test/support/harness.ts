@@ -11,6 +11,7 @@ import { issueToken } from '../../emulators/auth';
 import { startFunctionHost } from '../../emulators/functionHost';
 import type { RunningFunctionHost } from '../../emulators/functionHost';
 import { freePort } from '../../emulators/ports';
+import { cmkHub } from '../../emulators/arm';
 import { OUTCOME_TOPIC, startStack } from '../../emulators/stack';
 import type { RunningStack, StackOptions } from '../../emulators/stack';
 
@@ -159,19 +160,15 @@ export async function startHarness(
       await stack.arm.seedHub({
         ...ref,
         hub: {
-          location: 'westeurope',
-          tags: { owner: 'platform', env: 'test' },
-          sku: { name: 'S1', capacity: 1 },
-          identity: { type: 'UserAssigned', userAssignedIdentities: { [HUB_IDENTITY]: {} } },
-          properties: {
-            encryption: {
-              keySource: 'Microsoft.KeyVault',
-              keyVaultProperties: [{ keyIdentifier, identity: { userAssignedIdentity: HUB_IDENTITY } }],
+          ...cmkHub({
+            keyIdentifier,
+            identity: HUB_IDENTITY,
+            tags: { owner: 'platform', env: 'test' },
+            properties: {
+              ipFilterRules: [{ filterName: 'office', action: 'Accept', ipMask: '10.0.0.0/8' }],
+              futureFeature: { enabled: true, nested: { list: [1, 2, 3] } },
             },
-            ipFilterRules: [{ filterName: 'office', action: 'Accept', ipMask: '10.0.0.0/8' }],
-            minTlsVersion: '1.2',
-            futureFeature: { enabled: true, nested: { list: [1, 2, 3] } },
-          },
+          }),
           ...extra,
         },
       });
