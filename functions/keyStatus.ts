@@ -1,17 +1,23 @@
-// GET /api/keys/status?keyId=...: the key's versions and the hubs that use it, each marked current or not.
+// GET /api/keys/status?keyId=...: the key's versions, the hubs that use it (each marked current or not) and the
+// progress of the job moving them.
 import { app } from '@azure/functions';
 import { z } from 'zod';
+import type { Rotator } from '../src/application';
 import { handled, keyIdField, readQuery } from '../src/hosting/http';
-import { rotator } from '../src/hosting/services';
+import { appServices } from '../src/hosting/services';
 
-const StatusQuery = z.object({ keyId: keyIdField });
+const StatusQuery = z.strictObject({ keyId: keyIdField });
+
+export function keyStatusHandler(rotator: () => Rotator) {
+  return handled(async (request) => {
+    const { keyId } = readQuery(request, StatusQuery);
+    return { status: 200, jsonBody: await rotator().status(keyId) };
+  });
+}
 
 app.http('keyStatus', {
   methods: ['GET'],
   authLevel: 'function',
   route: 'keys/status',
-  handler: handled(async (request) => {
-    const { keyId } = readQuery(request, StatusQuery);
-    return { status: 200, jsonBody: await rotator.status(keyId) };
-  }),
+  handler: keyStatusHandler(() => appServices().rotator),
 });

@@ -1,9 +1,11 @@
-// POST /api/keys/rotate { keyId, dryRun?, reason? }: create a new version now and move every hub to it.
+// POST /api/keys/rotate { keyId, dryRun?, reason? }: create a new version now and move every hub to it. Answers with
+// the plan and the job id; the hubs then move step by step (GET /api/jobs/{id}).
 import { app } from '@azure/functions';
 import { z } from 'zod';
+import type { Rotator } from '../src/application';
 import { handled, keyIdField, readBody } from '../src/hosting/http';
 import { invocationLogger } from '../src/hosting/logger';
-import { rotator } from '../src/hosting/services';
+import { appServices } from '../src/hosting/services';
 
 const RotateRequest = z.strictObject({
   keyId: keyIdField,
@@ -11,17 +13,21 @@ const RotateRequest = z.strictObject({
   reason: z.string({ error: 'must be a string' }).trim().max(500, 'must be at most 500 characters').optional(),
 });
 
-app.http('rotateKey', {
-  methods: ['POST'],
-  authLevel: 'function',
-  route: 'keys/rotate',
-  handler: handled(async (request, context) => {
+export function rotateKeyHandler(rotator: () => Rotator) {
+  return handled(async (request, context) => {
     const { keyId, dryRun, reason } = await readBody(request, RotateRequest);
-    const report = await rotator.rotate(
+    const report = await rotator().rotate(
       keyId,
       { dryRun, ...(reason ? { reason } : {}) },
       { correlationId: context.invocationId, log: invocationLogger(context) },
     );
     return { status: 200, jsonBody: report };
-  }),
+  });
+}
+
+app.http('rotateKey', {
+  methods: ['POST'],
+  authLevel: 'function',
+  route: 'keys/rotate',
+  handler: rotateKeyHandler(() => appServices().rotator),
 });

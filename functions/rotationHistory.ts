@@ -1,10 +1,11 @@
 // GET /api/rotations?keyId=...&limit=&continuationToken=: audit records, newest first, page by page.
 import { app } from '@azure/functions';
 import { z } from 'zod';
+import type { Rotator } from '../src/application';
 import { handled, keyIdField, readQuery } from '../src/hosting/http';
-import { rotator } from '../src/hosting/services';
+import { appServices } from '../src/hosting/services';
 
-const HistoryQuery = z.object({
+const HistoryQuery = z.strictObject({
   keyId: keyIdField,
   limit: z.coerce
     .number({ error: 'must be a number' })
@@ -13,15 +14,19 @@ const HistoryQuery = z.object({
     .max(1000, 'must be at most 1000')
     .optional()
     .default(50),
-  continuationToken: z.string().min(1).optional(),
+  continuationToken: z.string().min(1).max(2048, 'must be at most 2048 characters').optional(),
 });
+
+export function rotationHistoryHandler(rotator: () => Rotator) {
+  return handled(async (request) => {
+    const { keyId, limit, continuationToken } = readQuery(request, HistoryQuery);
+    return { status: 200, jsonBody: await rotator().history(keyId, limit, continuationToken) };
+  });
+}
 
 app.http('rotationHistory', {
   methods: ['GET'],
   authLevel: 'function',
   route: 'rotations',
-  handler: handled(async (request) => {
-    const { keyId, limit, continuationToken } = readQuery(request, HistoryQuery);
-    return { status: 200, jsonBody: await rotator.history(keyId, limit, continuationToken) };
-  }),
+  handler: rotationHistoryHandler(() => appServices().rotator),
 });

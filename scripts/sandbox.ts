@@ -117,6 +117,7 @@ async function seed(stack: RunningStack, keys: KeyClient): Promise<{ v1: string 
 /** Narrates from the app's own structured logs and the outcome topic; resolves when every demo hub moved. */
 function narrate(stack: RunningStack, host: RunningFunctionHost): Promise<void> {
   const moved = new Set<string>();
+  const updating = new Set<string>();
   let recorded = 0;
   return new Promise((resolve, reject) => {
     const timer = setTimeout(
@@ -145,6 +146,23 @@ function narrate(stack: RunningStack, host: RunningFunctionHost): Promise<void> 
             `${green('rotated')}  new version ${bold(short(f.version))} of ${String(f.key)} (expires ${String(f.expiresOn).slice(0, 10)})`,
           );
           break;
+        case 'job.planned':
+          say(
+            `${yellow('planned')}  job ${String(f.jobId)}: ${String(f.hubs)} hubs, ${String(f.started)} step messages queued (hub-steps); the event is answered`,
+          );
+          break;
+        case 'step.taken': {
+          const name = String(f.hub).split('/').pop()!;
+          if (f.state === 'updating' && f.waiting === 'operation' && !updating.has(name)) {
+            updating.add(name);
+            say(
+              `${yellow('step')}     ${name}: read, PUT accepted (If-Match); ARM's update runs, next look in ${Math.round(Number(f.nextInMs) / 1000)} s`,
+            );
+          } else if (f.waiting === 'throttled' || f.waiting === 'backoff') {
+            say(`${yellow('waiting')}  ${name}: ${String(f.waiting)}, next step in ${Math.round(Number(f.nextInMs) / 1000)} s`);
+          }
+          break;
+        }
         case 'hub.moved': {
           const name = String(f.hub).split('/').pop()!;
           moved.add(name);
@@ -184,6 +202,7 @@ function tryItOut(host: RunningFunctionHost, stack: RunningStack, functionKey: s
     `  dry run     curl -s ${k} -X POST ${host.url}/api/keys/rotate -d '{"keyId":"${VAULT_URL}/keys/${KEY}","dryRun":true}'`,
     `  rotate now  curl -s ${k} -X POST ${host.url}/api/keys/rotate -d '{"keyId":"${VAULT_URL}/keys/${KEY}","reason":"drill"}'`,
     `  sync        curl -s ${k} -X POST ${host.url}/api/keys/sync -d '{"keyId":"${VAULT_URL}/keys/${KEY}"}'`,
+    `  job         curl -s ${k} '${host.url}/api/jobs/<jobId from rotate, sync or status>'`,
     `  reconcile   curl -s ${k} -X POST ${host.url}/api/reconcile`,
     `  health      curl -s ${host.url}/api/health`,
     `  +30 days    curl -s ${ca} -X POST https://127.0.0.1:${stack.keyVault.port}/_admin/clock/advance -d '{"seconds":2592000}'`,
@@ -225,6 +244,9 @@ async function main(): Promise<number> {
     persistent: true,
     ports: ports.stack,
     retrySchedule: [1000, 2000, 5000, 10_000],
+    // Hub updates take minutes in Azure; a few seconds here keep the story short while showing the wait steps.
+    asyncOperationDelayMs: 4000,
+    retryAfterSeconds: 1,
   });
   let host: RunningFunctionHost | undefined;
   const stop = async () => {

@@ -2,6 +2,11 @@
 import { z } from 'zod';
 import { normalizeVaultUrl } from './domain/keyId';
 
+/** The first IoT Hub api-version whose IotHub model has `properties.encryption` (customer-managed keys, preview). */
+const FIRST_API_VERSION_WITH_ENCRYPTION = '2023-06-30-preview';
+/** The newest preview api-version of the IoT Hub resource provider's specification with `encryption`. */
+export const DEFAULT_IOTHUB_API_VERSION = '2025-08-01-preview';
+
 const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 const list = (value: string | undefined): string[] =>
@@ -63,14 +68,25 @@ const schema = z
     ROTATOR_OUTCOME_TOPIC_ENDPOINT: httpsUrl.optional(),
     ROTATOR_OUTCOME_TOPIC_KEY: z.string().trim().min(1).optional(),
     ROTATOR_DEFAULT_KEY_VALIDITY_DAYS: intSetting(1, 3650, 90),
-    // Hubs in flight mostly wait on long-running PUTs, and ARM writes are paced per subscription however many there
-    // are; so the default only has to keep the write budget busy: ARM's 200-write burst in several subscriptions at
-    // once, and (with real IoT hub updates taking minutes) much of one subscription's 10 writes a second.
-    ROTATOR_HUB_CONCURRENCY: intSetting(1, 5000, 1000),
     ROTATOR_NEAR_EXPIRY_DAYS: intSetting(1, 365, 30),
-    ROTATOR_HUB_CLAIM_SECONDS: intSetting(1, 3600, 600),
+    ROTATOR_HUB_CLAIM_SECONDS: intSetting(1, 3600, 120),
     ROTATOR_HUB_RETRY_SECONDS: intSetting(0, 3600, 30),
     ROTATOR_ARM_ENDPOINT: httpsUrl.optional().transform((v) => v ?? 'https://management.azure.com'),
+    // GA api-versions have no `encryption` on the IotHub model, and ARM drops what a version does not know: a PUT
+    // with one would remove the hub's key. So only preview versions from the first with `encryption` on are taken.
+    ROTATOR_IOTHUB_API_VERSION: z
+      .string()
+      .trim()
+      .regex(
+        /^\d{4}-\d{2}-\d{2}-preview$/,
+        'must be a preview api-version such as 2025-08-01-preview (GA versions drop the encryption settings)',
+      )
+      .refine(
+        (v) => v >= FIRST_API_VERSION_WITH_ENCRYPTION,
+        `must be ${FIRST_API_VERSION_WITH_ENCRYPTION} or later (earlier versions have no encryption settings)`,
+      )
+      .optional()
+      .transform((v) => v ?? DEFAULT_IOTHUB_API_VERSION),
     ROTATOR_RECONCILE_SCHEDULE: z
       .string()
       .trim()
@@ -84,18 +100,21 @@ const schema = z
       .regex(/^[a-z0-9]{3,24}$/, 'must be a storage account name (3-24 lower-case letters and digits)')
       .optional(),
     AzureWebJobsStorage__tableServiceUri: httpsUrl.optional(),
+    AzureWebJobsStorage__queueServiceUri: httpsUrl.optional(),
     AzureWebJobsStorage__clientId: z.string().trim().min(1).optional(),
   })
   .superRefine(
     (s, ctx) => {
-      // Identity-based access needs the table endpoint: given, or derived from the account name.
-      const identityEndpoints = s.AzureWebJobsStorage__accountName || s.AzureWebJobsStorage__tableServiceUri;
+      // Identity-based access needs the table and queue endpoints: given, or derived from the account name.
+      const identityEndpoints =
+        s.AzureWebJobsStorage__accountName ||
+        (s.AzureWebJobsStorage__tableServiceUri && s.AzureWebJobsStorage__queueServiceUri);
       if (!s.AzureWebJobsStorage && !identityEndpoints) {
         ctx.addIssue({
           code: 'custom',
           path: ['AzureWebJobsStorage'],
           message:
-            'is required (a connection string, or UseDevelopmentStorage=true for Azurite), unless AzureWebJobsStorage__accountName (or __tableServiceUri) is set for identity-based access',
+            'is required (a connection string, or UseDevelopmentStorage=true for Azurite), unless AzureWebJobsStorage__accountName (or __tableServiceUri and __queueServiceUri) is set for identity-based access',
         });
       }
       if (s.ROTATOR_OUTCOME_TOPIC_KEY && !s.ROTATOR_OUTCOME_TOPIC_ENDPOINT) {
@@ -111,23 +130,21 @@ const schema = z
   );
 
 export type StorageSettings =
-  { kind: 'connectionString'; connectionString: string } | { kind: 'identity'; tableUrl: string; clientId?: string };
+  | { kind: 'connectionString'; connectionString: string }
+  | { kind: 'identity'; tableUrl: string; queueUrl: string; clientId?: string };
 
 export interface Config {
   allowedVaults: string[];
   subscriptionIds: string[];
   outcomeTopic?: { endpoint: string; key?: string };
   defaultKeyValidityDays: number;
-  hubConcurrency: number;
   nearExpiryDays: number;
-  /** How long an invocation owns a hub it is moving; a crashed invocation's hubs are taken over after it. */
+  /** How long one step of a hub's move owns the hub; when its instance dies, the hub is taken over after it. */
   hubClaimSeconds: number;
-  /**
-   * First wait before a hub that failed transiently is tried again (each further wait is four times longer, at most
-   * an hour); 0 retries on the next invocation, Event Grid's own redelivery schedule spacing the attempts.
-   */
+  /** First wait before a hub that failed transiently is tried again (each further wait is four times longer, at most an hour). */
   hubRetrySeconds: number;
   armEndpoint: string;
+  iotHubApiVersion: string;
   reconcileSchedule: string;
   managedIdentityClientId?: string;
   storage: StorageSettings;
@@ -156,6 +173,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
     : {
         kind: 'identity',
         tableUrl: s.AzureWebJobsStorage__tableServiceUri ?? `https://${account}.table.core.windows.net`,
+        queueUrl: s.AzureWebJobsStorage__queueServiceUri ?? `https://${account}.queue.core.windows.net`,
         ...(s.AzureWebJobsStorage__clientId ? { clientId: s.AzureWebJobsStorage__clientId } : {}),
       };
   return {
@@ -170,11 +188,11 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
         }
       : {}),
     defaultKeyValidityDays: s.ROTATOR_DEFAULT_KEY_VALIDITY_DAYS,
-    hubConcurrency: s.ROTATOR_HUB_CONCURRENCY,
     nearExpiryDays: s.ROTATOR_NEAR_EXPIRY_DAYS,
     hubClaimSeconds: s.ROTATOR_HUB_CLAIM_SECONDS,
     hubRetrySeconds: s.ROTATOR_HUB_RETRY_SECONDS,
     armEndpoint: s.ROTATOR_ARM_ENDPOINT,
+    iotHubApiVersion: s.ROTATOR_IOTHUB_API_VERSION,
     reconcileSchedule: s.ROTATOR_RECONCILE_SCHEDULE ?? '0 0 * * * *',
     ...(s.AZURE_CLIENT_ID ? { managedIdentityClientId: s.AZURE_CLIENT_ID } : {}),
     storage,

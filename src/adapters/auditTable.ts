@@ -40,12 +40,13 @@ export class AuditTableAdapter implements AuditLog {
       if (rows) rows.push(entity);
       else byPartition.set(partitionKey, [entity]);
     }
-    // Transactions are independent (every row is new), so they go out together.
+    // Upserts: a record repeated after a crash (same id and time) replaces itself. Transactions are independent, so
+    // they go out together.
     await guard('the audit table', () =>
       Promise.all(
         [...byPartition.values()]
           .flatMap((entities) => chunks(entities, 100))
-          .map((batch) => this.table.submitTransaction(batch.map((e): TransactionAction => ['create', e]))),
+          .map((batch) => this.table.submitTransaction(batch.map((e): TransactionAction => ['upsert', e, 'Replace']))),
       ),
     );
   }

@@ -1,67 +1,69 @@
 // IoT hubs through ARM. @azure/arm-iothub 6.3.0 speaks the GA api-version, whose model has no
-// `properties.encryption`: its typed update silently drops the key change. So hubs travel as raw JSON with a
-// preview api-version, through the IotHubClient's own pipeline (auth, retries on 5xx and on throttled reads,
-// tracing stay the SDK's; writes are paced per subscription by the ARM write budget, which alone handles their
-// 429s). ARM PUT replaces the whole resource: the body we PUT is the body we read, with only the key identifier
-// changed, guarded by If-Match.
+// `properties.encryption`: its typed update silently drops the key change. So hubs travel as raw JSON with a preview
+// api-version (ROTATOR_IOTHUB_API_VERSION), through the IotHubClient's own pipeline (auth and tracing stay the
+// SDK's). The SDK's retries are off: a hub step that meets throttling or a transient failure goes back on the queue,
+// delayed (hubSteps.ts), and every request first takes a token from the shared ARM budget (armBudget.ts).
+// ARM PUT replaces the whole resource: the body we PUT is the body we read, with only the key identifier changed and
+// the read-only fields left out, guarded by If-Match. Only URLs on the configured ARM endpoint are ever requested,
+// with only hub ids of the configured subscriptions: the bearer token goes nowhere else.
 import type { TokenCredential } from '@azure/core-auth';
 import { createPipelineRequest, createHttpHeaders } from '@azure/core-rest-pipeline';
 import type { PipelineResponse } from '@azure/core-rest-pipeline';
 import { IotHubClient } from '@azure/arm-iothub';
 import { mapWithConcurrency } from '../domain/concurrency';
-import { EtagConflictError, UpstreamRejectedError, UpstreamUnavailableError } from '../domain/errors';
-import type { HubDocument, HubRepository, JsonObject } from '../domain/ports';
-import { ArmWriteBudget, armWriteBudgetPolicy, retryAfterMs } from './armWriteBudget';
+import {
+  EtagConflictError,
+  ThrottledError,
+  UpstreamRejectedError,
+  UpstreamUnavailableError,
+  ValidationError,
+} from '../domain/errors';
+import type { HubDocument, HubRepository, HubUpdateStarted, JsonObject, OperationState } from '../domain/ports';
+import { armBudgetPolicy, retryAfterMs } from './armBudgetTable';
+import type { SharedArmBudget } from './armBudget';
 import { guard, toRotatorError } from './azureErrors';
 import { keepAliveThroughProxy } from './proxyTunnel';
-
-/** The newest api-version whose IotHub model carries `properties.encryption`. */
-export const HUB_API_VERSION = '2023-06-30-preview';
 
 export interface IotHubAdapterOptions {
   armEndpoint: string;
   subscriptionIds: readonly string[];
-  /** Poll interval when ARM sends no Retry-After with a long-running operation. */
-  defaultPollIntervalMs?: number;
-  /** Give up waiting on one hub's long-running operation after this long (it is reported transient). */
-  maxOperationMs?: number;
-  /** Pause between polls: injectable so tests need not wait real seconds. */
-  sleep?: (ms: number) => Promise<void>;
+  /** A preview api-version whose IotHub model has `properties.encryption`. */
+  apiVersion: string;
+  budget: SharedArmBudget;
+  /** One ARM request may take this long before it counts as a transient failure. */
+  requestTimeoutMs?: number;
 }
 
-const TERMINAL_FAILURES = new Set(['failed', 'canceled', 'cancelled']);
-/** A write that would wait longer than this for its subscription's budget is deferred (transient) instead. */
-const MAX_WRITE_WAIT_MS = 5 * 60_000;
 /** Subscriptions listed at once (ARM meters reads per subscription, so they do not compete). */
 const LISTING_CONCURRENCY = 16;
+const HUB_ID =
+  /^\/subscriptions\/([0-9a-f-]{36})\/resourceGroups\/[-\w._()]{1,90}\/providers\/Microsoft\.Devices\/IotHubs\/[0-9a-z-]{3,50}$/i;
 
 export class IotHubAdapter implements HubRepository {
   private readonly client: IotHubClient;
-  private readonly sleep: (ms: number) => Promise<void>;
+  private readonly origin: string;
+  private readonly subscriptions: Set<string>;
   private listing: Promise<HubDocument[]> | undefined;
 
   constructor(
     credential: TokenCredential,
     private readonly options: IotHubAdapterOptions,
   ) {
+    this.origin = new URL(options.armEndpoint).origin;
+    this.subscriptions = new Set(options.subscriptionIds.map((s) => s.toLowerCase()));
     // The subscription id is part of the typed operations' URLs only; every request here carries its own URL.
     this.client = new IotHubClient(credential, options.subscriptionIds[0] ?? '', {
       endpoint: options.armEndpoint,
       credentialScopes: [`${options.armEndpoint}/.default`],
-      retryOptions: { maxRetries: 6, maxRetryDelayInMs: 60_000 },
+      retryOptions: { maxRetries: 0 },
       additionalPolicies: keepAliveThroughProxy(),
     });
-    // After the retry phase: every attempt, retries included, waits for its turn and reports back.
-    this.client.pipeline.addPolicy(armWriteBudgetPolicy(new ArmWriteBudget(), { maxWaitMs: MAX_WRITE_WAIT_MS }), {
-      afterPhase: 'Retry',
-    });
-    this.sleep = options.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms)));
+    this.client.pipeline.addPolicy(armBudgetPolicy(options.budget), { afterPhase: 'Retry' });
   }
 
   /**
    * Concurrent callers (a burst of events) share one listing in flight instead of each paging every subscription;
-   * a caller never gets a listing that finished before it asked. Subscriptions are paged in parallel: ARM meters
-   * reads per subscription.
+   * a caller never gets a listing that finished before it asked.
    */
   listAll(): Promise<HubDocument[]> {
     this.listing ??= mapWithConcurrency(this.options.subscriptionIds, LISTING_CONCURRENCY, (sub) =>
@@ -75,70 +77,87 @@ export class IotHubAdapter implements HubRepository {
   }
 
   async get(hubId: string): Promise<HubDocument> {
-    const response = await this.send('GET', this.url(hubId), `hub ${hubId}`);
+    const response = await this.send('GET', this.hubUrl(hubId), `hub ${hubId}`);
     return toHub(parseJson(response, `hub ${hubId}`), response);
   }
 
-  async replace(hub: HubDocument, body: JsonObject): Promise<HubDocument> {
+  async beginReplace(hub: HubDocument, body: JsonObject): Promise<HubUpdateStarted> {
     const what = `hub ${hub.id}`;
     const headers: Record<string, string> = { 'content-type': 'application/json' };
     if (hub.etag) headers['if-match'] = hub.etag;
-    const response = await this.send('PUT', this.url(hub.id), what, JSON.stringify(body), headers, [412]);
+    const response = await this.send('PUT', this.hubUrl(hub.id), what, JSON.stringify(body), headers, [412]);
     if (response.status === 412) throw new EtagConflictError(hub.id);
-    await this.waitForOperation(response, hub.id);
-    return this.get(hub.id);
+    const operationUrl = response.headers.get('azure-asyncoperation') ?? response.headers.get('location');
+    const retryAfter = retryAfterMs(response);
+    return {
+      ...(operationUrl ? { operationUrl: this.armUrl(operationUrl, `the operation URL of ${what}`) } : {}),
+      ...(retryAfter !== undefined ? { retryAfterMs: retryAfter } : {}),
+    };
+  }
+
+  /** `Azure-AsyncOperation` answers a status document; a `Location` URL answers 202 until the operation is done. */
+  async operationState(operationUrl: string): Promise<OperationState> {
+    const what = 'a hub update operation';
+    const response = await this.send('GET', this.armUrl(operationUrl, what), what);
+    if (response.status === 202) return running(response);
+    const doc = parseJson(response, what, true);
+    const status = typeof doc.status === 'string' ? doc.status.toLowerCase() : 'succeeded';
+    if (status === 'succeeded') return { status: 'succeeded' };
+    if (['failed', 'canceled', 'cancelled'].includes(status)) {
+      const error = operationError(doc);
+      return { status: 'failed', ...(error ? { error } : {}) };
+    }
+    return running(response);
   }
 
   private async listSubscription(subscriptionId: string): Promise<HubDocument[]> {
     const what = `IoT hubs of subscription ${subscriptionId}`;
     const hubs: HubDocument[] = [];
-    let next: string | undefined = this.url(`/subscriptions/${subscriptionId}/providers/Microsoft.Devices/IotHubs`);
+    let next: string | undefined = this.armUrl(
+      `/subscriptions/${encodeURIComponent(subscriptionId)}/providers/Microsoft.Devices/IotHubs`,
+      what,
+    );
     while (next) {
       const response = await this.send('GET', next, what);
       const page = parseJson(response, what) as { value?: unknown[]; nextLink?: string };
-      for (const item of page.value ?? []) if (isObject(item)) hubs.push(toHub(item));
-      next = page.nextLink || undefined;
+      for (const item of page.value ?? []) {
+        if (isObject(item) && typeof item.id === 'string' && this.isHubId(item.id)) hubs.push(toHub(item));
+      }
+      next = page.nextLink ? this.armUrl(page.nextLink, `the next page of ${what}`) : undefined;
     }
     return hubs;
   }
 
-  /**
-   * Follows ARM's async pattern: `Azure-AsyncOperation` (status document), else `Location` (202 until done), else
-   * the resource's own provisioningState. Resolves on success; throws HUB_UPDATE_FAILED on a failed operation.
-   */
-  private async waitForOperation(first: PipelineResponse, hubId: string): Promise<void> {
-    const what = `update of hub ${hubId}`;
-    const asyncUrl = first.headers.get('azure-asyncoperation');
-    const locationUrl = first.headers.get('location');
-    const deadline = Date.now() + (this.options.maxOperationMs ?? 9 * 60_000);
-    let response = first;
-    for (;;) {
-      const status = asyncUrl
-        ? first === response
-          ? 'inprogress'
-          : operationStatus(parseJson(response, what))
-        : locationUrl
-          ? response.status === 202
-            ? 'inprogress'
-            : 'succeeded'
-          : provisioningState(parseJson(response, what));
-      if (status === 'succeeded') return;
-      if (TERMINAL_FAILURES.has(status)) {
-        const error = operationError(response);
-        throw new UpstreamRejectedError(
-          'HUB_UPDATE_FAILED',
-          `ARM reported the ${what} as ${status}${error ? `: ${error}` : ''}.`,
-        );
-      }
-      if (Date.now() > deadline) throw new UpstreamUnavailableError(`The ${what} did not finish in time.`);
-      await this.sleep(retryAfterMs(response) ?? this.options.defaultPollIntervalMs ?? 5_000);
-      response = await this.send('GET', asyncUrl ?? locationUrl ?? this.url(hubId), what);
-    }
+  private isHubId(hubId: string): boolean {
+    const match = HUB_ID.exec(hubId);
+    return !!match && this.subscriptions.has((match[1] ?? '').toLowerCase());
   }
 
-  private url(pathOrUrl: string): string {
-    const url = new URL(pathOrUrl, this.options.armEndpoint);
-    if (!url.searchParams.has('api-version')) url.searchParams.set('api-version', HUB_API_VERSION);
+  /** A hub id of a configured subscription, as a URL on the ARM endpoint; anything else is refused unsent. */
+  private hubUrl(hubId: string): string {
+    if (!this.isHubId(hubId)) {
+      throw new ValidationError([
+        {
+          field: 'hubId',
+          message: 'is not an IoT hub resource id in a subscription of ROTATOR_SUBSCRIPTION_IDS',
+        },
+      ]);
+    }
+    return this.armUrl(hubId, `hub ${hubId}`);
+  }
+
+  /** Resolves a path or URL against the ARM endpoint and refuses any other origin (a planted absolute or `//` URL). */
+  private armUrl(pathOrUrl: string, what: string): string {
+    let url: URL;
+    try {
+      url = new URL(pathOrUrl, this.options.armEndpoint);
+    } catch {
+      throw new UpstreamRejectedError('UPSTREAM_REJECTED', `The URL of ${what} is not a URL.`);
+    }
+    if (url.origin !== this.origin) {
+      throw new UpstreamRejectedError('UPSTREAM_REJECTED', `The URL of ${what} is not on the configured ARM endpoint.`);
+    }
+    if (!url.searchParams.has('api-version')) url.searchParams.set('api-version', this.options.apiVersion);
     return url.toString();
   }
 
@@ -152,23 +171,43 @@ export class IotHubAdapter implements HubRepository {
   ): Promise<PipelineResponse> {
     const response = await guard(what, () =>
       this.client.sendRequest(
-        createPipelineRequest({ url, method, headers: createHttpHeaders(headers), ...(body ? { body } : {}) }),
+        createPipelineRequest({
+          url,
+          method,
+          headers: createHttpHeaders(headers),
+          timeout: this.options.requestTimeoutMs ?? 30_000,
+          ...(body ? { body } : {}),
+        }),
       ),
     );
-    if (response.status >= 400 && !expectedErrors.includes(response.status)) {
-      throw toRotatorError(restErrorLike(response), what);
+    if (response.status < 400 || expectedErrors.includes(response.status)) return response;
+    const detail = errorDetail(response);
+    const retryAfter = retryAfterMs(response);
+    if (response.status === 429 || (response.status === 503 && retryAfter !== undefined)) {
+      throw new ThrottledError(`ARM throttled the request for ${what} (${detail}).`, retryAfter);
     }
-    return response;
+    // 409: another operation is running on the hub; it ends by itself, so this is worth a later try.
+    if (response.status === 409) {
+      throw new UpstreamUnavailableError(`ARM refused the request for ${what} for now (${detail}).`);
+    }
+    throw toRotatorError(restErrorLike(response, detail), what);
   }
+}
+
+function running(response: PipelineResponse): OperationState {
+  const retryAfter = retryAfterMs(response);
+  return { status: 'running', ...(retryAfter !== undefined ? { retryAfterMs: retryAfter } : {}) };
 }
 
 function isObject(v: unknown): v is JsonObject {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-function parseJson(response: PipelineResponse, what: string): JsonObject {
+function parseJson(response: PipelineResponse, what: string, emptyIsObject = false): JsonObject {
+  const text = response.bodyAsText ?? '';
+  if (emptyIsObject && !text.trim()) return {};
   try {
-    const parsed: unknown = JSON.parse(response.bodyAsText ?? '{}');
+    const parsed: unknown = JSON.parse(text || '{}');
     if (isObject(parsed)) return parsed;
   } catch {
     // fall through
@@ -189,35 +228,36 @@ function toHub(body: JsonObject, response?: PipelineResponse): HubDocument {
   };
 }
 
-function operationStatus(doc: JsonObject): string {
-  return typeof doc.status === 'string' ? doc.status.toLowerCase() : 'inprogress';
+/** A failed operation's error (ARM's `{error: {code, message}}`), as text for reports. */
+function operationError(doc: JsonObject): string | undefined {
+  const error = isObject(doc.error) ? doc.error : undefined;
+  if (!error) return undefined;
+  return [error.code, error.message].filter((v) => typeof v === 'string' && v).join(': ');
 }
 
-function provisioningState(doc: JsonObject): string {
-  const properties = isObject(doc.properties) ? doc.properties : {};
-  return typeof properties.provisioningState === 'string' ? properties.provisioningState.toLowerCase() : 'succeeded';
-}
-
-function operationError(response: PipelineResponse): string | undefined {
+/**
+ * The code of an error answer. ARM's front door answers `{"error": {"code", "message"}}`; the IoT Hub resource
+ * provider answers its ErrorDetails at the top level (`{"code": "412001", "httpStatusCode", "message"}`), often with
+ * a numeric code. Either way the code is kept for reports and outcomes (the message may echo request content, so it
+ * is not).
+ */
+function errorDetail(response: PipelineResponse): string {
+  let code: unknown;
   try {
-    const doc = JSON.parse(response.bodyAsText ?? '{}') as { error?: { code?: string; message?: string } };
-    return doc.error ? [doc.error.code, doc.error.message].filter(Boolean).join(': ') : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/** Shapes a non-2xx raw response like the SDK's RestError so the one error mapper handles it. */
-function restErrorLike(response: PipelineResponse): Error {
-  let code: string | undefined;
-  try {
-    code = (JSON.parse(response.bodyAsText ?? '{}') as { error?: { code?: string } }).error?.code;
+    const doc = JSON.parse(response.bodyAsText ?? '{}') as { code?: unknown; error?: { code?: unknown } };
+    code = doc.error?.code ?? doc.code;
   } catch {
     code = undefined;
   }
+  const text = typeof code === 'string' || typeof code === 'number' ? String(code).slice(0, 80) : 'no error code';
+  return `${text}, HTTP ${response.status}`;
+}
+
+/** Shapes a non-2xx raw response like the SDK's RestError so the one error mapper handles it. */
+function restErrorLike(response: PipelineResponse, detail: string): Error {
   return Object.assign(new Error(`HTTP ${response.status}`), {
     name: 'RestError',
     statusCode: response.status,
-    code,
+    code: detail.replace(/, HTTP \d+$/, ''),
   });
 }

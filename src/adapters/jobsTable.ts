@@ -3,8 +3,8 @@
 import { isRestError } from '@azure/core-rest-pipeline';
 import type { TableClient, TableEntityResult, TransactionAction } from '@azure/data-tables';
 import { chunks } from '../domain/concurrency';
-import { UpstreamRejectedError } from '../domain/errors';
 import { keyUrl } from '../domain/keyId';
+import type { KeyName } from '../domain/keyId';
 import type { HubTask, JobStore, RotationJob } from '../domain/ports';
 import { partitionFor } from './auditTable';
 import { tableReady } from './tables';
@@ -34,18 +34,31 @@ type TaskEntity = {
   hubId: string;
   hubName: string;
   state: string;
+  step: number;
   attempts: number;
   from: string;
-  claimedUntil?: Date;
+  leaseUntil?: Date;
   notBefore?: Date;
+  waiting?: string;
+  operationUrl?: string;
+  updateStartedAt?: Date;
+  finishedAt?: Date;
+  recorded?: boolean;
+  durationMs?: number;
   errorCode?: string;
   reason?: string;
 };
+
+/** Open tasks, for the reconciler's look for quiet jobs. */
+const OPEN_FILTER = `state eq 'pending' or state eq 'updating'`;
 
 const jobRow = (job: RotationJob) => `job|${job.targetVersion.toLowerCase()}`;
 const taskPrefix = (job: RotationJob) => `task|${job.targetVersion.toLowerCase()}|`;
 const taskRow = (job: RotationJob, hubId: string) => `${taskPrefix(job)}${encodeURIComponent(hubId.toLowerCase())}`;
 const quote = (s: string) => `'${s.replace(/'/g, "''")}'`;
+
+/** Table Storage keeps strings up to 32K characters; a reason is a sentence, so this is only a bound. */
+const MAX_REASON = 2_000;
 
 const isStatus = (error: unknown, status: number) => isRestError(error) && error.statusCode === status;
 const etagOf = (etag: string | undefined) => (etag ? { etag } : {});
@@ -60,7 +73,10 @@ export class JobsTableAdapter implements JobStore {
     this.changes = new TableUpdateBatcher(table);
   }
 
-  async open(job: RotationJob, hubs: Pick<HubTask, 'hubId' | 'hubName' | 'from'>[]): Promise<HubTask[]> {
+  async open(
+    job: RotationJob,
+    hubs: Pick<HubTask, 'hubId' | 'hubName' | 'from'>[],
+  ): Promise<{ tasks: HubTask[]; added: string[] }> {
     await this.ensureTable();
     const partitionKey = partitionFor(job.key);
     return guard('the jobs table', async () => {
@@ -78,7 +94,7 @@ export class JobsTableAdapter implements JobStore {
         ...(job.eventId ? { eventId: job.eventId } : {}),
       });
       // A job this call opened has no tasks yet: they are only ever added after its row.
-      const existing = newJob ? [] : await this.tasks(job);
+      const existing = newJob ? [] : await this.listTasks(job);
       const known = new Set(existing.map((t) => t.hubId.toLowerCase()));
       const missing: TaskEntity[] = hubs
         .filter((h) => !known.has(h.hubId.toLowerCase()))
@@ -89,15 +105,22 @@ export class JobsTableAdapter implements JobStore {
           hubId: h.hubId,
           hubName: h.hubName,
           state: 'pending',
+          step: 0,
           attempts: 0,
           from: JSON.stringify(h.from),
         }));
       // The tasks this invocation created are known with their ETags; after a collision with another invocation
       // opening the same job, the table says what the tasks are.
       const created = await Promise.all(chunks(missing, 100).map((batch) => this.createTasks(batch)));
-      if (created.some((tasks) => tasks === undefined)) return this.tasks(job);
-      const tasks = [...existing, ...created.flatMap((t) => t ?? [])];
-      return tasks.sort((a, b) => (taskRow(job, a.hubId) < taskRow(job, b.hubId) ? -1 : 1));
+      if (created.some((tasks) => tasks === undefined)) {
+        // Another invocation added some of them: only the tasks this one created count as added.
+        const all = await this.listTasks(job);
+        const ours = new Set(created.flatMap((t) => t ?? []).map((t) => t.hubId));
+        return { tasks: all, added: [...ours] };
+      }
+      const added = created.flatMap((t) => t ?? []);
+      const tasks = [...existing, ...added].sort((a, b) => (taskRow(job, a.hubId) < taskRow(job, b.hubId) ? -1 : 1));
+      return { tasks, added: added.map((t) => t.hubId) };
     });
   }
 
@@ -118,18 +141,28 @@ export class JobsTableAdapter implements JobStore {
     }
   }
 
-  async claim(job: RotationJob, task: HubTask, until: Date): Promise<HubTask | undefined> {
-    const outcome = await guard('the jobs table', () =>
-      this.changes.update(
-        { partitionKey: partitionFor(job.key), rowKey: taskRow(job, task.hubId), claimedUntil: until },
-        'Merge',
-        task.etag ?? '*',
-      ),
+  async find(key: KeyName, targetVersion: string): Promise<RotationJob | undefined> {
+    await this.ensureTable();
+    const job = await guard('the jobs table', () =>
+      this.getIfPresent<JobEntity>(partitionFor(key), `job|${targetVersion.toLowerCase()}`),
     );
-    return 'refused' in outcome ? undefined : { ...task, claimedUntil: until, ...etagOf(outcome.etag) };
+    return job && toJob(job);
   }
 
-  async save(job: RotationJob, task: HubTask): Promise<void> {
+  async task(job: RotationJob, hubId: string): Promise<HubTask | undefined> {
+    await this.ensureTable();
+    const task = await guard('the jobs table', () =>
+      this.getIfPresent<TaskEntity>(partitionFor(job.key), taskRow(job, hubId)),
+    );
+    return task && toTask(task);
+  }
+
+  async tasks(job: RotationJob): Promise<HubTask[]> {
+    await this.ensureTable();
+    return guard('the jobs table', () => this.listTasks(job));
+  }
+
+  async update(job: RotationJob, task: HubTask): Promise<HubTask | undefined> {
     const entity: TaskEntity = {
       partitionKey: partitionFor(job.key),
       rowKey: taskRow(job, task.hubId),
@@ -137,46 +170,60 @@ export class JobsTableAdapter implements JobStore {
       hubId: task.hubId,
       hubName: task.hubName,
       state: task.state,
+      step: task.step,
       attempts: task.attempts,
       from: JSON.stringify(task.from),
-      ...(task.claimedUntil ? { claimedUntil: task.claimedUntil } : {}),
+      ...(task.leaseUntil ? { leaseUntil: task.leaseUntil } : {}),
       ...(task.notBefore ? { notBefore: task.notBefore } : {}),
+      ...(task.waiting ? { waiting: task.waiting } : {}),
+      ...(task.operationUrl ? { operationUrl: task.operationUrl } : {}),
+      ...(task.updateStartedAt ? { updateStartedAt: task.updateStartedAt } : {}),
+      ...(task.finishedAt ? { finishedAt: task.finishedAt } : {}),
+      ...(task.recorded !== undefined ? { recorded: task.recorded } : {}),
+      ...(task.durationMs !== undefined ? { durationMs: task.durationMs } : {}),
       ...(task.errorCode ? { errorCode: task.errorCode } : {}),
-      ...(task.reason ? { reason: task.reason } : {}),
+      ...(task.reason ? { reason: task.reason.slice(0, MAX_REASON) } : {}),
     };
     const outcome = await guard('the jobs table', () => this.changes.update(entity, 'Replace', task.etag ?? '*'));
-    // Refused with 412: our claim expired and another invocation took the task over; its write wins.
-    if ('refused' in outcome && outcome.refused === 404) {
-      throw new UpstreamRejectedError(
-        'UPSTREAM_REJECTED',
-        `The task of hub ${task.hubId} is gone from the jobs table.`,
-      );
-    }
+    // Refused: another invocation changed the task first (412), or it is gone (404).
+    return 'refused' in outcome ? undefined : { ...task, ...etagOf(outcome.etag) };
   }
 
   async unfinished(): Promise<RotationJob[]> {
     await this.ensureTable();
     return guard('the jobs table', async () => {
-      const jobs = new Map<string, { partitionKey: string; rowKey: string }>();
+      const jobs = new Set<string>();
       for await (const task of this.table.listEntities<TaskEntity>({
-        queryOptions: { filter: `state eq 'pending'`, select: ['PartitionKey', 'targetVersion'] },
+        queryOptions: { filter: OPEN_FILTER, select: ['PartitionKey', 'targetVersion'] },
       })) {
-        const rowKey = `job|${String(task.targetVersion).toLowerCase()}`;
-        jobs.set(`${task.partitionKey}/${rowKey}`, { partitionKey: task.partitionKey, rowKey });
+        jobs.add(`${task.partitionKey}\n${String(task.targetVersion).toLowerCase()}`);
       }
       const result: RotationJob[] = [];
-      for (const { partitionKey, rowKey } of jobs.values()) {
-        try {
-          result.push(toJob(await this.table.getEntity<JobEntity>(partitionKey, rowKey)));
-        } catch (error) {
-          if (!isStatus(error, 404)) throw error;
-        }
+      for (const id of jobs) {
+        const [partitionKey = '', version = ''] = id.split('\n');
+        const job = await this.getIfPresent<JobEntity>(partitionKey, `job|${version}`);
+        if (job) result.push(toJob(job));
       }
-      return result;
+      return result.sort((a, b) => b.openedAt.getTime() - a.openedAt.getTime());
     });
   }
 
-  private async tasks(job: RotationJob): Promise<HubTask[]> {
+  async jobsOf(key: KeyName): Promise<RotationJob[]> {
+    await this.ensureTable();
+    return guard('the jobs table', async () => {
+      const jobs: RotationJob[] = [];
+      for await (const e of this.table.listEntities<JobEntity>({
+        queryOptions: {
+          filter: `PartitionKey eq ${quote(partitionFor(key))} and RowKey ge 'job|' and RowKey lt 'job|~'`,
+        },
+      })) {
+        jobs.push(toJob(e));
+      }
+      return jobs.sort((a, b) => b.openedAt.getTime() - a.openedAt.getTime());
+    });
+  }
+
+  private async listTasks(job: RotationJob): Promise<HubTask[]> {
     const prefix = taskPrefix(job);
     const tasks: HubTask[] = [];
     for await (const e of this.table.listEntities<TaskEntity>({
@@ -187,6 +234,18 @@ export class JobsTableAdapter implements JobStore {
       tasks.push(toTask(e));
     }
     return tasks;
+  }
+
+  private async getIfPresent<T extends object>(
+    partitionKey: string,
+    rowKey: string,
+  ): Promise<TableEntityResult<T> | undefined> {
+    try {
+      return await this.table.getEntity<T>(partitionKey, rowKey);
+    } catch (error) {
+      if (isStatus(error, 404)) return undefined;
+      throw error;
+    }
   }
 
   /** True when this call created the row, false when it existed. */
@@ -202,17 +261,28 @@ export class JobsTableAdapter implements JobStore {
 }
 
 function toTask(e: TableEntityResult<TaskEntity>): HubTask {
+  const date = (v: Date | string | undefined) => (v ? { value: new Date(v) } : undefined);
+  const optional = <K extends string, V>(key: K, value: V | undefined) =>
+    (value === undefined || value === null || value === '' ? {} : { [key]: value }) as Partial<Record<K, V>>;
   return {
     hubId: e.hubId,
     hubName: e.hubName,
     state: e.state as HubTask['state'],
+    step: Number(e.step ?? 0),
     attempts: Number(e.attempts ?? 0),
     from: JSON.parse(e.from || '[]') as string[],
-    ...(e.claimedUntil ? { claimedUntil: new Date(e.claimedUntil) } : {}),
-    ...(e.notBefore ? { notBefore: new Date(e.notBefore) } : {}),
-    ...(e.errorCode ? { errorCode: e.errorCode } : {}),
-    ...(e.reason ? { reason: e.reason } : {}),
-    ...(e.etag ? { etag: e.etag } : {}),
+    ...optional('leaseUntil', date(e.leaseUntil)?.value),
+    ...optional('notBefore', date(e.notBefore)?.value),
+    ...optional('waiting', e.waiting as HubTask['waiting']),
+    ...optional('operationUrl', e.operationUrl),
+    ...optional('updateStartedAt', date(e.updateStartedAt)?.value),
+    ...optional('finishedAt', date(e.finishedAt)?.value),
+    ...optional('recorded', e.recorded),
+    ...optional('durationMs', e.durationMs === undefined ? undefined : Number(e.durationMs)),
+    ...optional('errorCode', e.errorCode),
+    ...optional('reason', e.reason),
+    ...optional('updatedAt', date(e.timestamp)?.value),
+    ...optional('etag', e.etag),
   };
 }
 

@@ -26,6 +26,7 @@ export class EventGridOutcomePublisher implements OutcomePublisher {
         chunks(outcomes, BATCH).map((batch) =>
           this.client.send(
             batch.map((o) => ({
+              ...(o.id ? { id: o.id } : {}),
               type: o.type,
               source: OUTCOME_SOURCE,
               subject: o.subject,

@@ -12,6 +12,9 @@ export type ErrorCode =
   | 'HUB_KEY_NOT_APPLIED'
   | 'ETAG_CONFLICT'
   | 'UPSTREAM_UNAVAILABLE'
+  | 'THROTTLED'
+  | 'JOB_NOT_FOUND'
+  | 'CONFIG_INVALID'
   | 'BUSY';
 
 export interface FieldProblem {
@@ -50,6 +53,12 @@ export class KeyNotFoundError extends RotatorError {
   }
 }
 
+export class JobNotFoundError extends RotatorError {
+  constructor(jobId: string) {
+    super('JOB_NOT_FOUND', `No job ${jobId} was ever opened.`, false);
+  }
+}
+
 /** The target key version fails a safety rule: moving a hub to it could break the hub. */
 export class KeyUnusableError extends RotatorError {
   constructor(
@@ -71,6 +80,18 @@ export class UpstreamRejectedError extends RotatorError {
 export class UpstreamUnavailableError extends RotatorError {
   constructor(message: string, cause?: unknown) {
     super('UPSTREAM_UNAVAILABLE', message, true, { cause });
+  }
+}
+
+/** Azure asked us to slow down (429, or 503 with Retry-After), or our own share of ARM's budget is spent for now. */
+export class ThrottledError extends RotatorError {
+  constructor(
+    message: string,
+    /** How long Azure asked us to wait, when it said. */
+    readonly retryAfterMs?: number,
+    cause?: unknown,
+  ) {
+    super('THROTTLED', message, true, { cause });
   }
 }
 
@@ -104,4 +125,10 @@ export function isTransient(error: unknown): boolean {
 
 export function errorCode(error: unknown): ErrorCode | 'INTERNAL' {
   return error instanceof RotatorError ? error.code : 'INTERNAL';
+}
+
+/** Error text for reports and logs: our own messages are written to be safe; anything else is reduced to its type. */
+export function safeMessage(error: unknown): string {
+  if (error instanceof RotatorError) return error.message;
+  return error instanceof Error ? `${error.name}: unexpected failure` : 'unexpected failure';
 }

@@ -54,3 +54,8 @@ export function withKeyIdentifier(body: JsonObject, key: KeyName, targetId: stri
 export function subscriptionOf(resourceId: string): string {
   return (/^\/subscriptions\/([^/]+)/i.exec(resourceId)?.[1] ?? '').toLowerCase();
 }
+
+/** Placeholder until the read-only field list lands (see the emu branch): the body as read. */
+export function hubBodyForWrite(body: JsonObject): JsonObject {
+  return body;
+}

@@ -53,15 +53,28 @@ export interface HubDocument {
   body: JsonObject;
 }
 
+/** Where a hub update stands once ARM accepted it. */
+export interface HubUpdateStarted {
+  /** `Azure-AsyncOperation` (or `Location`) to poll; absent when ARM gave none (then the hub itself is polled). */
+  operationUrl?: string;
+  /** ARM's Retry-After for the first poll. */
+  retryAfterMs?: number;
+}
+
+export type OperationState =
+  { status: 'running'; retryAfterMs?: number } | { status: 'succeeded' } | { status: 'failed'; error?: string };
+
 export interface HubRepository {
   /** Every hub in the configured subscriptions. */
   listAll(): Promise<HubDocument[]>;
   get(hubId: string): Promise<HubDocument>;
   /**
-   * Replaces the hub (PUT with If-Match: etag) and waits for the long-running operation to finish.
-   * Resolves with the hub as ARM reports it afterwards. Throws EtagConflictError on 412.
+   * Sends the hub's new body (PUT with If-Match: etag) and returns once ARM accepted it, without waiting for the
+   * long-running operation. Throws EtagConflictError on 412, ThrottledError on 429/503.
    */
-  replace(hub: HubDocument, body: JsonObject): Promise<HubDocument>;
+  beginReplace(hub: HubDocument, body: JsonObject): Promise<HubUpdateStarted>;
+  /** One look at a long-running operation (one ARM read). */
+  operationState(operationUrl: string): Promise<OperationState>;
 }
 
 export type AuditResult =
@@ -107,9 +120,12 @@ export type OutcomeType =
   | 'CmkRotator.HubKeyUpdated'
   | 'CmkRotator.HubKeyUpdateFailed'
   | 'CmkRotator.RotationFailed'
-  | 'CmkRotator.DriftDetected';
+  | 'CmkRotator.DriftDetected'
+  | 'CmkRotator.VersionUnusable';
 
 export interface Outcome {
+  /** Stable id for an outcome that may be sent again (a retried step), so consumers can drop the repeat. */
+  id?: string;
   type: OutcomeType;
   /** What it is about: the hub's resource id, or the key identifier. */
   subject: string;
@@ -120,23 +136,46 @@ export interface OutcomePublisher {
   publish(outcomes: Outcome[]): Promise<void>;
 }
 
-/** A hub's part in a rotation job. `pending` covers both "not tried yet" and "will retry after a transient failure". */
-export type HubTaskState = 'pending' | 'moved' | 'already-current' | 'skipped' | 'failed';
+/**
+ * A hub's part in a rotation job. `pending`: nothing sent yet (or to be read and written again); `updating`: ARM
+ * accepted our PUT and the operation runs; the rest are final.
+ */
+export type HubTaskState = 'pending' | 'updating' | 'moved' | 'already-current' | 'skipped' | 'failed';
+
+/** Why a task that is not final is not being worked on right now. */
+export type HubTaskWait = 'queued' | 'operation' | 'throttled' | 'backoff';
 
 export interface HubTask {
   hubId: string;
   hubName: string;
   state: HubTaskState;
-  /** How many times an update was tried. */
+  /**
+   * The task's step counter. Each step message names the step it is for; a message for another step is a duplicate
+   * or was overtaken and does nothing.
+   */
+  step: number;
+  /** Transient failures so far (throttling excluded: ARM asked us to wait, nothing failed). */
   attempts: number;
   /** The hub's identifiers for the key when the job was opened. */
   from: string[];
-  /** An invocation is working on the hub until then; after it (a crash), another may take over. */
-  claimedUntil?: Date;
-  /** Backoff: not to be tried again before. */
+  /** An invocation is working on this step until then; after it (a crash), the step's watchdog message takes over. */
+  leaseUntil?: Date;
+  /** Not to be worked on before (ARM's Retry-After, or a backoff). */
   notBefore?: Date;
+  waiting?: HubTaskWait;
+  /** The long-running operation of our accepted PUT. */
+  operationUrl?: string;
+  /** When our PUT was accepted, for the move's duration. */
+  updateStartedAt?: Date;
+  /** When the task reached its final state; its audit record and outcome carry this time. */
+  finishedAt?: Date;
+  /** The final state's audit record and outcome are out (they are sent before this flag, and idempotent). */
+  recorded?: boolean;
+  durationMs?: number;
   errorCode?: string;
   reason?: string;
+  /** When the ledger last changed the task (storage time). */
+  updatedAt?: Date;
   /** Storage concurrency token. */
   etag?: string;
 }
@@ -155,13 +194,46 @@ export interface RotationJob {
 
 export interface JobStore {
   /** Opens the job (or joins the one already open) and adds hubs it does not list yet; returns every task. */
-  open(job: RotationJob, hubs: Pick<HubTask, 'hubId' | 'hubName' | 'from'>[]): Promise<HubTask[]>;
-  /** Takes a task for this invocation until `until`; undefined when another invocation changed it first. */
-  claim(job: RotationJob, task: HubTask, until: Date): Promise<HubTask | undefined>;
-  /** Records a task's new state (only if this invocation's claim is still the latest write). */
-  save(job: RotationJob, task: HubTask): Promise<void>;
-  /** Jobs that still have pending tasks (for the reconciler). */
+  open(
+    job: RotationJob,
+    hubs: Pick<HubTask, 'hubId' | 'hubName' | 'from'>[],
+  ): Promise<{ tasks: HubTask[]; added: string[] }>;
+  /** The job as recorded, undefined when it was never opened. */
+  find(key: KeyName, targetVersion: string): Promise<RotationJob | undefined>;
+  tasks(job: RotationJob): Promise<HubTask[]>;
+  task(job: RotationJob, hubId: string): Promise<HubTask | undefined>;
+  /**
+   * Writes the task if nobody changed it since it was read (its ETag); resolves with the new version of the task,
+   * or undefined when another invocation changed it first (or it is gone).
+   */
+  update(job: RotationJob, task: HubTask): Promise<HubTask | undefined>;
+  /** Jobs that still have tasks that are not final (for the reconciler), newest first. */
   unfinished(): Promise<RotationJob[]>;
+  /** The jobs of a key, newest first. */
+  jobsOf(key: KeyName): Promise<RotationJob[]>;
+}
+
+/** The message that makes a hub's task take its next step. */
+export interface HubStepMessage {
+  key: KeyName;
+  targetVersion: string;
+  hubId: string;
+  step: number;
+}
+
+/** A message on the queue, as its sender may change it: opaque to the domain. */
+export interface StepReceipt {
+  messageId: string;
+  popReceipt: string;
+}
+
+export interface StepQueue {
+  /** Enqueues the messages, each visible after `delayMs`. */
+  send(messages: HubStepMessage[], delayMs: number): Promise<StepReceipt[]>;
+  /** Makes a message this instance sent visible after `delayMs` instead; false when it is no longer there to change. */
+  reschedule(receipt: StepReceipt, message: HubStepMessage, delayMs: number): Promise<boolean>;
+  /** Removes a message this instance sent (best effort). */
+  cancel(receipt: StepReceipt): Promise<void>;
 }
 
 /** Mutual exclusion per key, so two deliveries of one event cannot both create a version. */

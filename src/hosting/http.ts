@@ -1,17 +1,18 @@
 // Request parsing and error answers shared by the HTTP functions.
 import type { HttpRequest, HttpResponseInit, InvocationContext } from '@azure/functions';
 import { z } from 'zod';
-import { RotatorError, ValidationError } from '../domain/errors';
+import { RotatorError, ValidationError, safeMessage } from '../domain/errors';
 import type { FieldProblem } from '../domain/errors';
 import { parseKeyId } from '../domain/keyId';
 import type { KeyName } from '../domain/keyId';
-import { safeMessage } from '../domain/hubMove';
 import { invocationLogger } from './logger';
 
 const STATUS: Record<string, number> = {
   INVALID_INPUT: 400,
   VAULT_NOT_ALLOWED: 403,
   KEY_NOT_FOUND: 404,
+  JOB_NOT_FOUND: 404,
+  CONFIG_INVALID: 500,
   KEY_UNUSABLE: 409,
   ACCESS_DENIED: 502,
   UPSTREAM_REJECTED: 502,
@@ -25,11 +26,15 @@ export function errorResponse(error: unknown, context: InvocationContext): HttpR
     error: { code, message, ...extra, invocationId: context.invocationId },
   });
   if (error instanceof RotatorError) {
+    const status = error.transient ? 503 : (STATUS[error.code] ?? 500);
+    // A 5xx is ours or Azure's to fix, not the caller's: it goes to the logs too.
+    if (status >= 500)
+      invocationLogger(context).error('request.failed', { errorCode: error.code, message: error.message });
     if (error.transient) {
-      return { status: 503, headers: { 'retry-after': '30' }, jsonBody: body(error.code, error.message) };
+      return { status, headers: { 'retry-after': '30' }, jsonBody: body(error.code, error.message) };
     }
     const details = error instanceof ValidationError ? { details: error.problems } : {};
-    return { status: STATUS[error.code] ?? 500, jsonBody: body(error.code, error.message, details) };
+    return { status, jsonBody: body(error.code, error.message, details) };
   }
   invocationLogger(context).error('request.failed', { message: safeMessage(error) });
   return { status: 500, jsonBody: body('INTERNAL', 'An unexpected error occurred; see the logs for this invocation.') };

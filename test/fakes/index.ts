@@ -25,6 +25,11 @@ import type {
   Outcome,
   OutcomePublisher,
   RotationJob,
+  HubStepMessage,
+  HubUpdateStarted,
+  OperationState,
+  StepQueue,
+  StepReceipt,
 } from '../../src/domain/ports';
 
 export class FakeClock {
@@ -124,14 +129,29 @@ export function hubBody(id: string, keyIdentifier: string, extra: JsonObject = {
 
 type HubFault = (hub: HubDocument, body: JsonObject) => Error | undefined;
 
+/**
+ * ARM's IoT hubs in memory, with long-running updates: an accepted PUT shows the new body as `Updating` until the
+ * fake clock passes `updateMs`; its operation then reports Succeeded (or Failed, rolling the hub back, when queued
+ * in `failNextOperations`).
+ */
 export class FakeHubs implements HubRepository {
   readonly hubs = new Map<string, { etag: string; body: JsonObject }>();
   readonly puts: { hubId: string; ifMatch: string | undefined; body: JsonObject }[] = [];
-  /** Consulted on each replace; returning an error makes that call fail with it. */
+  readonly gets: string[] = [];
+  readonly operations = new Map<string, { hubId: string; doneAt: number; previous: JsonObject; fail?: string }>();
+  /** Consulted on each PUT; returning an error makes that call fail with it. */
   faults: HubFault[] = [];
+  /** Consulted on each GET and operation look; returning an error makes that call fail with it. */
+  readFaults: ((hubId: string) => Error | undefined)[] = [];
   /** Simulates ARM's typed-client trap: report success but keep the old key. */
   ignoreKeyChangeFor = new Set<string>();
+  /** Operations to fail next, with ARM's error text. */
+  failNextOperations: string[] = [];
+  updateMs = 60_000;
+  retryAfterMs: number | undefined = 10_000;
   private etags = 0;
+
+  constructor(private readonly clock: { now(): Date }) {}
 
   add(id: string, keyIdentifier: string, extra: JsonObject = {}): string {
     this.hubs.set(id, { etag: this.nextEtag(), body: hubBody(id, keyIdentifier, extra) });
@@ -145,17 +165,25 @@ export class FakeHubs implements HubRepository {
   }
 
   listAll(): Promise<HubDocument[]> {
+    this.settle();
     return Promise.resolve([...this.hubs.keys()].map((id) => this.doc(id)));
   }
 
   get(hubId: string): Promise<HubDocument> {
+    this.settle();
+    this.gets.push(hubId);
+    for (const fault of this.readFaults) {
+      const error = fault(hubId);
+      if (error) return Promise.reject(error);
+    }
     if (!this.hubs.has(hubId)) {
       return Promise.reject(new UpstreamRejectedError('UPSTREAM_REJECTED', `hub ${hubId} not found`));
     }
     return Promise.resolve(this.doc(hubId));
   }
 
-  replace(hub: HubDocument, body: JsonObject): Promise<HubDocument> {
+  beginReplace(hub: HubDocument, body: JsonObject): Promise<HubUpdateStarted> {
+    this.settle();
     this.puts.push({ hubId: hub.id, ifMatch: hub.etag, body: structuredClone(body) });
     for (const fault of this.faults) {
       const error = fault(hub, body);
@@ -164,15 +192,64 @@ export class FakeHubs implements HubRepository {
     const stored = this.hubs.get(hub.id);
     if (!stored) return Promise.reject(new UpstreamRejectedError('UPSTREAM_REJECTED', 'gone'));
     if (hub.etag !== stored.etag) return Promise.reject(new EtagConflictError(hub.id));
-    if (!this.ignoreKeyChangeFor.has(hub.id)) stored.body = structuredClone(body);
+    const previous = structuredClone(stored.body);
+    const next = this.ignoreKeyChangeFor.has(hub.id) ? structuredClone(stored.body) : structuredClone(body);
+    (next.properties as JsonObject).provisioningState = 'Updating';
+    stored.body = next;
     stored.etag = this.nextEtag();
-    return Promise.resolve(this.doc(hub.id));
+    const operationUrl = `https://management.azure.com/operations/${this.puts.length}`;
+    const fail = this.failNextOperations.shift();
+    this.operations.set(operationUrl, {
+      hubId: hub.id,
+      doneAt: this.clock.now().getTime() + this.updateMs,
+      previous,
+      ...(fail ? { fail } : {}),
+    });
+    return Promise.resolve({
+      operationUrl,
+      ...(this.retryAfterMs !== undefined ? { retryAfterMs: this.retryAfterMs } : {}),
+    });
+  }
+
+  operationState(operationUrl: string): Promise<OperationState> {
+    this.settle();
+    const operation = this.operations.get(operationUrl);
+    if (!operation) return Promise.reject(new UpstreamRejectedError('UPSTREAM_REJECTED', 'no such operation'));
+    for (const fault of this.readFaults) {
+      const error = fault(operation.hubId);
+      if (error) return Promise.reject(error);
+    }
+    if (operation.doneAt > this.clock.now().getTime()) {
+      return Promise.resolve({
+        status: 'running',
+        ...(this.retryAfterMs !== undefined ? { retryAfterMs: this.retryAfterMs } : {}),
+      });
+    }
+    return Promise.resolve(operation.fail ? { status: 'failed', error: operation.fail } : { status: 'succeeded' });
   }
 
   keyOf(id: string): string | undefined {
     const props = this.hubs.get(id)?.body.properties as
       { encryption?: { keyVaultProperties?: { keyIdentifier?: string }[] } } | undefined;
     return props?.encryption?.keyVaultProperties?.[0]?.keyIdentifier;
+  }
+
+  provisioningState(id: string): unknown {
+    this.settle();
+    return (this.hubs.get(id)?.body.properties as JsonObject | undefined)?.provisioningState;
+  }
+
+  /** Operations whose time has come end: the hub settles (or rolls back). */
+  private settle(): void {
+    const now = this.clock.now().getTime();
+    for (const operation of this.operations.values()) {
+      const stored = this.hubs.get(operation.hubId);
+      const properties = stored?.body.properties as JsonObject | undefined;
+      if (!stored || !properties || operation.doneAt > now || properties.provisioningState !== 'Updating') continue;
+      if (operation.fail) stored.body = structuredClone(operation.previous);
+      (stored.body.properties as JsonObject).provisioningState = 'Succeeded';
+      stored.etag = this.nextEtag();
+    }
   }
 
   private doc(id: string): HubDocument {
@@ -228,53 +305,150 @@ export class MemoryLogger implements Logger {
 
 export class FakeJobs implements JobStore {
   readonly jobs = new Map<string, { job: RotationJob; tasks: Map<string, HubTask> }>();
-  saves: HubTask[] = [];
+  /** Every accepted task write, in order. */
+  writes: HubTask[] = [];
   private version = 0;
 
-  private id(job: RotationJob) {
-    return `${keyUrl(job.key)}|${job.targetVersion}`;
+  constructor(private readonly clock: { now(): Date }) {}
+
+  private id(key: KeyName, targetVersion: string) {
+    return `${keyUrl(key).toLowerCase()}|${targetVersion.toLowerCase()}`;
   }
 
-  open(job: RotationJob, hubs: Pick<HubTask, 'hubId' | 'hubName' | 'from'>[]): Promise<HubTask[]> {
-    const entry = this.jobs.get(this.id(job)) ?? { job, tasks: new Map<string, HubTask>() };
-    this.jobs.set(this.id(job), entry);
+  open(
+    job: RotationJob,
+    hubs: Pick<HubTask, 'hubId' | 'hubName' | 'from'>[],
+  ): Promise<{ tasks: HubTask[]; added: string[] }> {
+    const id = this.id(job.key, job.targetVersion);
+    const entry = this.jobs.get(id) ?? { job, tasks: new Map<string, HubTask>() };
+    this.jobs.set(id, entry);
+    const added: string[] = [];
     for (const h of hubs) {
-      if (!entry.tasks.has(h.hubId))
-        entry.tasks.set(h.hubId, { ...h, state: 'pending', attempts: 0, etag: this.etag() });
+      if (entry.tasks.has(h.hubId)) continue;
+      entry.tasks.set(h.hubId, this.stamp({ ...h, state: 'pending', step: 0, attempts: 0 }));
+      added.push(h.hubId);
     }
-    return Promise.resolve([...entry.tasks.values()].map((t) => ({ ...t })));
+    return Promise.resolve({ tasks: [...entry.tasks.values()].map((t) => ({ ...t })), added });
   }
 
-  claim(job: RotationJob, task: HubTask, until: Date): Promise<HubTask | undefined> {
-    const stored = this.jobs.get(this.id(job))?.tasks.get(task.hubId);
-    if (!stored || stored.etag !== task.etag) return Promise.resolve(undefined);
-    stored.claimedUntil = until;
-    stored.etag = this.etag();
-    return Promise.resolve({ ...stored });
+  find(key: KeyName, targetVersion: string): Promise<RotationJob | undefined> {
+    return Promise.resolve(this.jobs.get(this.id(key, targetVersion))?.job);
   }
 
-  save(job: RotationJob, task: HubTask): Promise<void> {
-    const tasks = this.jobs.get(this.id(job))?.tasks;
+  tasks(job: RotationJob): Promise<HubTask[]> {
+    const tasks = this.jobs.get(this.id(job.key, job.targetVersion))?.tasks;
+    return Promise.resolve([...(tasks?.values() ?? [])].map((t) => ({ ...t })));
+  }
+
+  task(job: RotationJob, hubId: string): Promise<HubTask | undefined> {
+    const task = this.jobs.get(this.id(job.key, job.targetVersion))?.tasks.get(hubId);
+    return Promise.resolve(task && { ...task });
+  }
+
+  update(job: RotationJob, task: HubTask): Promise<HubTask | undefined> {
+    const tasks = this.jobs.get(this.id(job.key, job.targetVersion))?.tasks;
     const stored = tasks?.get(task.hubId);
-    if (tasks && stored?.etag === task.etag) {
-      tasks.set(task.hubId, { ...task, etag: this.etag() });
-      this.saves.push(task);
-    }
-    return Promise.resolve();
+    if (!tasks || !stored || stored.etag !== task.etag) return Promise.resolve(undefined);
+    const next = this.stamp({ ...task });
+    tasks.set(task.hubId, next);
+    this.writes.push({ ...next });
+    return Promise.resolve({ ...next });
   }
 
   unfinished(): Promise<RotationJob[]> {
     return Promise.resolve(
-      [...this.jobs.values()].filter((j) => [...j.tasks.values()].some((t) => t.state === 'pending')).map((j) => j.job),
+      [...this.jobs.values()]
+        .filter((j) => [...j.tasks.values()].some((t) => t.state === 'pending' || t.state === 'updating'))
+        .map((j) => j.job),
     );
   }
 
-  task(hubId: string): HubTask | undefined {
+  jobsOf(key: KeyName): Promise<RotationJob[]> {
+    return Promise.resolve(
+      [...this.jobs.values()]
+        .filter((j) => keyUrl(j.job.key).toLowerCase() === keyUrl(key).toLowerCase())
+        .map((j) => j.job),
+    );
+  }
+
+  /** The stored task of a hub (any job), for assertions. */
+  taskOf(hubId: string): HubTask | undefined {
     for (const j of this.jobs.values()) if (j.tasks.has(hubId)) return j.tasks.get(hubId);
     return undefined;
   }
 
-  private etag() {
-    return `w/${++this.version}`;
+  private stamp(task: HubTask): HubTask {
+    return { ...task, etag: `w/${++this.version}`, updatedAt: this.clock.now() };
+  }
+}
+
+/** The step queue in memory; messages become visible on the fake clock. */
+export class FakeStepQueue implements StepQueue {
+  messages: { id: string; message: HubStepMessage; visibleAt: number }[] = [];
+  sent = 0;
+  private ids = 0;
+
+  constructor(private readonly clock: FakeClock) {}
+
+  send(messages: HubStepMessage[], delayMs: number): Promise<StepReceipt[]> {
+    const visibleAt = this.clock.now().getTime() + delayMs;
+    const receipts: StepReceipt[] = [];
+    for (const message of messages) {
+      const id = `m${++this.ids}`;
+      this.messages.push({ id, message: { ...message }, visibleAt });
+      receipts.push({ messageId: id, popReceipt: id });
+    }
+    this.sent += messages.length;
+    return Promise.resolve(receipts);
+  }
+
+  reschedule(receipt: StepReceipt, message: HubStepMessage, delayMs: number): Promise<boolean> {
+    const queued = this.messages.find((m) => m.id === receipt.messageId);
+    if (!queued) return Promise.resolve(false);
+    Object.assign(queued, { message: { ...message }, visibleAt: this.clock.now().getTime() + delayMs });
+    return Promise.resolve(true);
+  }
+
+  cancel(receipt: StepReceipt): Promise<void> {
+    this.messages = this.messages.filter((m) => m.id !== receipt.messageId);
+    return Promise.resolve();
+  }
+
+  /** Takes the messages visible now (as a queue trigger would). */
+  takeDue(): HubStepMessage[] {
+    const now = this.clock.now().getTime();
+    const due = this.messages.filter((m) => m.visibleAt <= now);
+    this.messages = this.messages.filter((m) => m.visibleAt > now);
+    return due.map((m) => m.message);
+  }
+
+  nextVisibleAt(): number | undefined {
+    return this.messages.length ? Math.min(...this.messages.map((m) => m.visibleAt)) : undefined;
+  }
+
+  /**
+   * Runs `handle` on every message as it comes due, moving the clock to the next message when none is due, until
+   * the queue is empty (or `until` holds). Returns how many messages were handled.
+   */
+  async drain(
+    handle: (message: HubStepMessage) => Promise<void>,
+    options: { until?: () => boolean; maxMessages?: number } = {},
+  ): Promise<number> {
+    let handled = 0;
+    const max = options.maxMessages ?? 10_000;
+    while (handled < max && !options.until?.()) {
+      const due = this.takeDue();
+      if (!due.length) {
+        const next = this.nextVisibleAt();
+        if (next === undefined) break;
+        this.clock.advance(Math.max(0, next - this.clock.now().getTime()));
+        continue;
+      }
+      for (const message of due) {
+        await handle(message);
+        handled++;
+      }
+    }
+    return handled;
   }
 }

@@ -1,0 +1,32 @@
+// The use cases, bound to their dependencies: what the function registrations call.
+import type { KeyName } from '../domain/keyId';
+import type { HubStepMessage } from '../domain/ports';
+import type { Dependencies, Invocation } from './context';
+import { handleEvent } from './handleEvent';
+import { HubSteps } from './hubSteps';
+import { reconcile } from './reconcile';
+import { rotate } from './rotate';
+import { history, jobProgress, keyStatus } from './status';
+import { sync } from './sync';
+
+export type { Dependencies, Invocation, RotationReport, RotationSettings } from './context';
+export type { ReconcileReport } from './reconcile';
+export type { JobProgress, KeyStatus } from './status';
+
+export function createRotator(deps: Dependencies) {
+  const steps = new HubSteps(deps);
+  return {
+    handleEvent: (event: unknown, invocation: Invocation) => handleEvent(deps, event, invocation),
+    rotate: (key: KeyName, options: { dryRun: boolean; reason?: string }, invocation: Invocation) =>
+      rotate(deps, key, options, invocation),
+    sync: (key: KeyName, options: { dryRun: boolean }, invocation: Invocation) => sync(deps, key, options, invocation),
+    reconcile: (invocation: Invocation) => reconcile(deps, invocation),
+    status: (key: KeyName) => keyStatus(deps, key),
+    history: (key: KeyName, limit: number, continuationToken?: string) => history(deps, key, limit, continuationToken),
+    job: (jobId: string) => jobProgress(deps, jobId),
+    advanceHub: (message: HubStepMessage, invocation: Invocation) => steps.advance(message, invocation),
+    failPoisonedStep: (message: HubStepMessage, invocation: Invocation) => steps.failPoisoned(message, invocation),
+  };
+}
+
+export type Rotator = ReturnType<typeof createRotator>;
