@@ -2,6 +2,7 @@
 import type { TableClient } from '@azure/data-tables';
 import type { TableEntityResult, TransactionAction } from '@azure/data-tables';
 import { chunks } from '../domain/concurrency';
+import { ValidationError } from '../domain/errors';
 import { keyLabel } from '../domain/keyId';
 import type { KeyName } from '../domain/keyId';
 import type { AuditLog, AuditPage, AuditRecord } from '../domain/ports';
@@ -52,6 +53,7 @@ export class AuditTableAdapter implements AuditLog {
   }
 
   async list(key: KeyName, limit: number, continuationToken?: string): Promise<AuditPage> {
+    if (continuationToken) assertTokenOf(continuationToken, partitionFor(key));
     await this.ensureTable();
     return guard('the audit table', async () => {
       const pages = this.table
@@ -67,6 +69,31 @@ export class AuditTableAdapter implements AuditLog {
         ...(page.continuationToken ? { continuationToken: page.continuationToken } : {}),
       };
     });
+  }
+}
+
+/**
+ * A continuation token is what a previous page of this key's history returned: the SDK's base64 JSON naming the
+ * next row of the key's partition. Anything else is the caller's mistake (400), not an unreachable table (503).
+ */
+function assertTokenOf(token: string, partitionKey: string): void {
+  let next: unknown;
+  try {
+    next = /^[A-Za-z0-9+/=_-]{1,2048}$/.test(token)
+      ? JSON.parse(Buffer.from(token, 'base64').toString('utf8'))
+      : undefined;
+  } catch {
+    next = undefined;
+  }
+  const valid =
+    typeof next === 'object' &&
+    next !== null &&
+    (next as { nextPartitionKey?: unknown }).nextPartitionKey === partitionKey &&
+    typeof (next as { nextRowKey?: unknown }).nextRowKey === 'string';
+  if (!valid) {
+    throw new ValidationError([
+      { field: 'continuationToken', message: "is not a token from a previous page of this key's history" },
+    ]);
   }
 }
 

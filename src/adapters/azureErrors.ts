@@ -6,7 +6,8 @@ import { KeyNotFoundError, RotatorError, UpstreamRejectedError, UpstreamUnavaila
 /** `what` names the resource in words (`key https://…/keys/cmk`, `hub /subscriptions/…`): never a secret. */
 export function toRotatorError(error: unknown, what: string): RotatorError {
   if (error instanceof RotatorError) return error;
-  if (isRestError(error)) {
+  // A failed table transaction is not a RestError but carries the status of the action that failed it.
+  if (isRestError(error) || hasStatus(error)) {
     const status = error.statusCode;
     const detail = `${error.code ?? 'no error code'}${status ? `, HTTP ${status}` : ''}`;
     if (status === 404 && what.startsWith('key ')) return new KeyNotFoundError(what.slice(4));
@@ -26,6 +27,10 @@ export function toRotatorError(error: unknown, what: string): RotatorError {
     return new UpstreamRejectedError('ACCESS_DENIED', `No credential is available to reach ${what}.`, error);
   }
   return new UpstreamUnavailableError(`${what} could not be reached.`, error);
+}
+
+function hasStatus(error: unknown): error is Error & { statusCode: number; code?: string } {
+  return error instanceof Error && typeof (error as { statusCode?: unknown }).statusCode === 'number';
 }
 
 export async function guard<T>(what: string, call: () => Promise<T>): Promise<T> {

@@ -5,7 +5,13 @@ import type { KeyProperties, KeyVaultKey } from '@azure/keyvault-keys';
 import { KeyNotFoundError } from '../domain/errors';
 import { keyUrl } from '../domain/keyId';
 import type { KeyName } from '../domain/keyId';
-import type { KeyVault, KeyVersionDetails, KeyVersionSummary, NewKeyVersionSpec } from '../domain/ports';
+import type {
+  KeyVault,
+  KeyVersionDetails,
+  KeyVersionSummary,
+  NewKeyVersionSpec,
+  RotationPolicy,
+} from '../domain/ports';
 import { guard } from './azureErrors';
 import { keepAliveThroughProxy } from './proxyTunnel';
 
@@ -32,9 +38,14 @@ export class KeyVaultAdapter implements KeyVault {
     return guard(what, async () => details(key, await this.client(key).getKey(key.name, version ? { version } : {})));
   }
 
-  async getPolicyExpiry(key: KeyName): Promise<string | undefined> {
+  async getRotationPolicy(key: KeyName): Promise<RotationPolicy | undefined> {
     try {
-      return (await guard(`key ${keyUrl(key)}`, () => this.client(key).getKeyRotationPolicy(key.name))).expiresIn;
+      const policy = await guard(`key ${keyUrl(key)}`, () => this.client(key).getKeyRotationPolicy(key.name));
+      const notify = policy.lifetimeActions?.find((a) => a.action.toLowerCase() === 'notify')?.timeBeforeExpiry;
+      return {
+        ...(policy.expiresIn ? { expiresIn: policy.expiresIn } : {}),
+        ...(notify ? { notifyBeforeExpiry: notify } : {}),
+      };
     } catch (error) {
       // A key without a rotation policy: the configured default validity applies.
       if (error instanceof KeyNotFoundError) return undefined;
@@ -79,6 +90,7 @@ function summary(key: KeyName, p: KeyProperties): KeyVersionSummary {
     createdOn: p.createdOn ?? new Date(0),
     ...(p.notBefore ? { notBefore: p.notBefore } : {}),
     ...(p.expiresOn ? { expiresOn: p.expiresOn } : {}),
+    ...(p.tags ? { tags: { ...p.tags } } : {}),
   };
 }
 

@@ -7,7 +7,7 @@ import { isRestError } from '@azure/core-rest-pipeline';
 import type { TableClient } from '@azure/data-tables';
 import { BusyError } from '../domain/errors';
 import type { KeyName } from '../domain/keyId';
-import type { KeyLock } from '../domain/ports';
+import type { HeldLease, KeyLock } from '../domain/ports';
 import { partitionFor } from './auditTable';
 import { tableReady } from './tables';
 import { toRotatorError } from './azureErrors';
@@ -30,20 +30,33 @@ export class TableLeaseLock implements KeyLock {
     this.ensureTable = tableReady(table, 'the lock table');
   }
 
-  async runExclusive<T>(key: KeyName, work: () => Promise<T>): Promise<T> {
+  async runExclusive<T>(key: KeyName, work: (lease: HeldLease) => Promise<T>): Promise<T> {
     await this.ensureTable();
     const holder = randomUUID();
     const partitionKey = partitionFor(key);
     let etag = await this.acquire(partitionKey, holder, key);
-    // Renew while working, so a slow creation keeps the lease; give it back when done.
+    let heldUntil = Date.now() + LEASE_MS;
+    let lost = false;
+    // Renew while working, so a slow creation keeps the lease; a failed renewal means another holder may take it
+    // over, so the work is told to stop before it creates anything. Give it back when done.
     const renewal = setInterval(() => {
+      const lease = this.lease(partitionKey, holder);
       void this.table
-        .updateEntity(this.lease(partitionKey, holder), 'Replace', { etag: etag ?? '*' })
-        .then((r) => (etag = r.etag))
-        .catch(() => undefined);
+        .updateEntity(lease, 'Replace', { etag: etag ?? '*' })
+        .then((r) => {
+          etag = r.etag;
+          heldUntil = lease.expiresAt.getTime();
+        })
+        .catch(() => (lost = true));
     }, LEASE_MS / 3);
+    const held: HeldLease = {
+      assertHeld() {
+        // A margin for the time between this check and the write it guards.
+        if (lost || Date.now() > heldUntil - LEASE_MS / 6) throw new BusyError(`Key ${key.name}`);
+      },
+    };
     try {
-      return await work();
+      return await work(held);
     } finally {
       clearInterval(renewal);
       await this.table.deleteEntity(partitionKey, ROW, { etag: etag ?? '*' }).catch(() => undefined);

@@ -17,7 +17,7 @@ export function createRotator(deps: Dependencies) {
   const steps = new HubSteps(deps);
   return {
     handleEvent: (event: unknown, invocation: Invocation) => handleEvent(deps, event, invocation),
-    rotate: (key: KeyName, options: { dryRun: boolean; reason?: string }, invocation: Invocation) =>
+    rotate: (key: KeyName, options: { dryRun: boolean; reason?: string; requestId?: string }, invocation: Invocation) =>
       rotate(deps, key, options, invocation),
     sync: (key: KeyName, options: { dryRun: boolean }, invocation: Invocation) => sync(deps, key, options, invocation),
     reconcile: (invocation: Invocation) => reconcile(deps, invocation),

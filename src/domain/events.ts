@@ -28,6 +28,13 @@ export interface IgnoredEvent {
 }
 
 const PREFIX = 'Microsoft.KeyVault.';
+/**
+ * Bounds on what is copied into audit records and logs. Event Grid ids are GUIDs in practice and key identifiers
+ * are short (a vault host, a 127-character name, a 32-character version); anything longer is not Key Vault's.
+ */
+const MAX_ID = 256;
+const MAX_TYPE = 256;
+const MAX_KEY_ID = 512;
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
@@ -66,8 +73,11 @@ export function parseKeyVaultEvent(input: unknown): KeyVaultEvent | IgnoredEvent
   const problems: FieldProblem[] = [];
   const id = str(input.id);
   if (!id) problems.push({ field: 'id', message: 'is required' });
+  else if (id.length > MAX_ID) problems.push({ field: 'id', message: `must be at most ${MAX_ID} characters` });
   const fullType = str(input[typeField]);
   if (!fullType) problems.push({ field: typeField, message: 'is required' });
+  else if (fullType.length > MAX_TYPE)
+    problems.push({ field: typeField, message: `must be at most ${MAX_TYPE} characters` });
   if (problems.length) throw new ValidationError(problems);
 
   const shortType = fullType!.startsWith(PREFIX) ? fullType!.slice(PREFIX.length) : undefined;
@@ -86,6 +96,9 @@ export function parseKeyVaultEvent(input: unknown): KeyVaultEvent | IgnoredEvent
   if (!isObject(data)) throw new ValidationError([{ field: 'data', message: 'must be an object' }]);
 
   const rawId = str(field(data, 'Id'));
+  if (rawId && rawId.length > MAX_KEY_ID) {
+    throw new ValidationError([{ field: 'data.Id', message: `must be at most ${MAX_KEY_ID} characters` }]);
+  }
   const parsed = tryParseKeyId(rawId);
   if (typeof parsed === 'string') throw new ValidationError([{ field: 'data.Id', message: parsed }]);
   const version = parsed.version ?? str(field(data, 'Version'));

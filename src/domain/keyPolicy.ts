@@ -4,6 +4,8 @@ import type { KeyVersionDetails, KeyVersionSummary, NewKeyVersionSpec } from './
 const MIN_RSA_BITS = 2048;
 const REQUIRED_OPS = ['wrapKey', 'unwrapKey'];
 export const ROTATED_FROM_TAG = 'cmk-rotator-rotated-from';
+/** The operator's request id on the version it created, so a retried request finds it instead of creating another. */
+export const REQUEST_TAG = 'cmk-rotator-request-id';
 
 /** Within validity and enabled: the checks that need only a version's properties. */
 export function isLive(v: KeyVersionSummary, now: Date): boolean {
@@ -51,6 +53,45 @@ export function compareVersions(versions: readonly KeyVersionSummary[], a: strin
   return newestFirst([va, vb])[0] === va ? 1 : -1;
 }
 
+const DAY_MS = 86_400_000;
+/** Key Vault raises KeyNearExpiry this long before expiry when the rotation policy has no Notify action. */
+const DEFAULT_NOTIFY_BEFORE = 'P30D';
+/** Slack for clocks and for Key Vault's own schedule (it checks expiries periodically, not to the second). */
+const EVENT_SLACK_MS = DAY_MS;
+
+/**
+ * Whether Key Vault could truly have raised this event now: a KeyExpired for a version that has expired, a
+ * KeyNearExpiry for a version inside its notify window. A forged or stale event must not create a version.
+ */
+export function eventIsDue(
+  type: 'KeyNearExpiry' | 'KeyExpired',
+  version: Pick<KeyVersionSummary, 'expiresOn'>,
+  notifyBeforeExpiry: string | undefined,
+  now: Date,
+): { due: true } | { due: false; why: string } {
+  const expiresOn = version.expiresOn;
+  if (!expiresOn) return { due: false, why: 'the version has no expiry, so Key Vault raises no expiry events for it' };
+  if (type === 'KeyExpired') {
+    return expiresOn.getTime() <= now.getTime() + EVENT_SLACK_MS
+      ? { due: true }
+      : { due: false, why: `the version expires ${expiresOn.toISOString()}, not yet` };
+  }
+  const notify = notifyBeforeExpiry ?? DEFAULT_NOTIFY_BEFORE;
+  const opens = subtractIsoDuration(expiresOn, notify) ?? new Date(expiresOn.getTime() - 30 * DAY_MS);
+  return opens.getTime() <= now.getTime() + EVENT_SLACK_MS
+    ? { due: true }
+    : {
+        due: false,
+        why: `the version expires ${expiresOn.toISOString()} and its notify window (${notify}) opens ${opens.toISOString()}`,
+      };
+}
+
+/** `end` minus an ISO 8601 duration: the start that the duration after it would reach `end` (approximately, by days). */
+function subtractIsoDuration(end: Date, duration: string): Date | undefined {
+  const span = addIsoDuration(end, duration);
+  return span ? new Date(end.getTime() - (span.getTime() - end.getTime())) : undefined;
+}
+
 const DURATION = /^P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?$/;
 
 /** Adds an ISO 8601 duration (`P90D`, `P1Y6M`, `PT12H`) to a date; undefined when the text is not one. */
@@ -78,7 +119,9 @@ export function newVersionSpec(
   policyExpiry: string | undefined,
   defaultValidityDays: number,
   now: Date,
+  requestId?: string,
 ): NewKeyVersionSpec {
+  const { [REQUEST_TAG]: _previousRequest, ...tags } = current.tags;
   const expiresOn =
     (policyExpiry && addIsoDuration(now, policyExpiry)) || new Date(now.getTime() + defaultValidityDays * 86_400_000);
   return {
@@ -86,6 +129,6 @@ export function newVersionSpec(
     keySize: Math.max(current.keySize ?? MIN_RSA_BITS, MIN_RSA_BITS),
     keyOps: [...new Set([...current.keyOps, ...REQUIRED_OPS])],
     expiresOn,
-    tags: { ...current.tags, [ROTATED_FROM_TAG]: current.version },
+    tags: { ...tags, [ROTATED_FROM_TAG]: current.version, ...(requestId ? { [REQUEST_TAG]: requestId } : {}) },
   };
 }

@@ -13,6 +13,7 @@ export interface KeyVersionSummary extends KeyName {
   latest?: boolean;
   notBefore?: Date;
   expiresOn?: Date;
+  tags?: Record<string, string>;
 }
 
 export interface KeyVersionDetails extends KeyVersionSummary {
@@ -31,13 +32,20 @@ export interface NewKeyVersionSpec {
   tags: Record<string, string>;
 }
 
+export interface RotationPolicy {
+  /** `expiryTime`: how long a new version is valid. */
+  expiresIn?: string;
+  /** The Notify action's `timeBeforeExpiry`: when Key Vault raises KeyNearExpiry. */
+  notifyBeforeExpiry?: string;
+}
+
 export interface KeyVault {
   /** Every version's properties (order unspecified). Throws KeyNotFoundError when the key does not exist. */
   listVersions(key: KeyName): Promise<KeyVersionSummary[]>;
   /** One version with its key material's type, size and permitted operations; the latest when `version` is omitted. */
   getVersion(key: KeyName, version?: string): Promise<KeyVersionDetails>;
-  /** The rotation policy's `expiryTime` (ISO 8601 duration), if the key has a policy that sets one. */
-  getPolicyExpiry(key: KeyName): Promise<string | undefined>;
+  /** The key's rotation policy (ISO 8601 durations), or undefined when the key has none. */
+  getRotationPolicy(key: KeyName): Promise<RotationPolicy | undefined>;
   createVersion(key: KeyName, spec: NewKeyVersionSpec): Promise<KeyVersionDetails>;
 }
 
@@ -78,7 +86,7 @@ export interface HubRepository {
 }
 
 export type AuditResult =
-  'rotated' | 'moved' | 'already-current' | 'skipped' | 'retrying' | 'failed' | 'refused' | 'drift';
+  'rotated' | 'moved' | 'already-current' | 'skipped' | 'retrying' | 'failed' | 'refused' | 'ignored' | 'drift';
 
 export type Trigger = 'event' | 'manual-rotate' | 'manual-sync' | 'reconcile';
 
@@ -236,9 +244,15 @@ export interface StepQueue {
   cancel(receipt: StepReceipt): Promise<void>;
 }
 
+/** What the holder of a key's lease may ask while it works. */
+export interface HeldLease {
+  /** Throws BusyError once the lease can no longer be relied on (a renewal failed, or it ran out). */
+  assertHeld(): void;
+}
+
 /** Mutual exclusion per key, so two deliveries of one event cannot both create a version. */
 export interface KeyLock {
-  runExclusive<T>(key: KeyName, work: () => Promise<T>): Promise<T>;
+  runExclusive<T>(key: KeyName, work: (lease: HeldLease) => Promise<T>): Promise<T>;
 }
 
 export interface Logger {
