@@ -8,7 +8,7 @@
 // with only hub ids of the configured subscriptions: the bearer token goes nowhere else.
 import type { TokenCredential } from '@azure/core-auth';
 import { createPipelineRequest, createHttpHeaders } from '@azure/core-rest-pipeline';
-import type { PipelineResponse } from '@azure/core-rest-pipeline';
+import type { HttpClient, PipelineResponse } from '@azure/core-rest-pipeline';
 import { IotHubClient } from '@azure/arm-iothub';
 import { mapWithConcurrency } from '../domain/concurrency';
 import {
@@ -32,6 +32,8 @@ export interface IotHubAdapterOptions {
   budget: SharedArmBudget;
   /** One ARM request may take this long before it counts as a transient failure. */
   requestTimeoutMs?: number;
+  /** The transport (the SDK's default one when omitted), as every Azure SDK client accepts it. */
+  httpClient?: HttpClient;
 }
 
 /** Subscriptions listed at once (ARM meters reads per subscription, so they do not compete). */
@@ -57,6 +59,7 @@ export class IotHubAdapter implements HubRepository {
       credentialScopes: [`${options.armEndpoint}/.default`],
       retryOptions: { maxRetries: 0 },
       additionalPolicies: keepAliveThroughProxy(),
+      ...(options.httpClient ? { httpClient: options.httpClient } : {}),
     });
     this.client.pipeline.addPolicy(armBudgetPolicy(options.budget), { afterPhase: 'Retry' });
   }
