@@ -1,21 +1,21 @@
-// The storage adapters against Azurite with the real @azure/data-tables client.
+// The table adapters against Azurite with the real @azure/data-tables client: the key lease, the audit log, the
+// jobs ledger and the ARM budget's buckets.
 import { randomUUID } from 'node:crypto';
 import { TableClient } from '@azure/data-tables';
 import { describe, expect, inject, it } from 'vitest';
+import { TableBucketStore } from '../../src/adapters/armBudgetTable';
 import { AuditTableAdapter } from '../../src/adapters/auditTable';
 import { JobsTableAdapter } from '../../src/adapters/jobsTable';
 import { TableLeaseLock } from '../../src/adapters/leaseLock';
-import type { AuditRecord, RotationJob } from '../../src/domain/ports';
+import type { AuditRecord, HubTask, RotationJob } from '../../src/domain/ports';
 
-const table = (prefix: string) =>
-  TableClient.fromConnectionString(
-    inject('storageConnectionString'),
-    `${prefix}${randomUUID().replace(/-/g, '')}`.slice(0, 60),
-    {
-      allowInsecureConnection: true,
-    },
-  );
+const tableName = (prefix: string) => `${prefix}${randomUUID().replace(/-/g, '')}`.slice(0, 60);
+const client = (name: string) =>
+  TableClient.fromConnectionString(inject('storageConnectionString'), name, { allowInsecureConnection: true });
+const table = (prefix: string) => client(tableName(prefix));
 const key = () => ({ vaultUrl: 'https://demo.vault.azure.net', name: `k-${randomUUID().slice(0, 8)}` });
+const hubIdOf = (n: string) => `/subscriptions/s/resourceGroups/r/providers/Microsoft.Devices/IotHubs/${n}`;
+const hub = (n: string) => ({ hubId: hubIdOf(n), hubName: n, from: [`https://demo.vault.azure.net/keys/k/v1${n}`] });
 
 describe('TableLeaseLock', () => {
   it('lets one holder at a time work on a key, across lock instances (as across app instances)', async () => {
@@ -44,12 +44,7 @@ describe('TableLeaseLock', () => {
     const k = key();
     await t.createTable();
     const partitionKey = `demo.vault.azure.net|${k.name}`;
-    await t.createEntity({
-      partitionKey,
-      rowKey: 'create-version',
-      holder: 'dead',
-      expiresAt: new Date(Date.now() - 1000),
-    });
+    await t.createEntity({ partitionKey, rowKey: 'create-version', holder: 'dead', expiresAt: new Date(Date.now() - 1) });
     expect(await new TableLeaseLock(t).runExclusive(k, () => Promise.resolve('ran'))).toBe('ran');
 
     await t.createEntity({
@@ -60,75 +55,208 @@ describe('TableLeaseLock', () => {
     });
     await expect(
       new TableLeaseLock(t, { waitMs: 100, pollMs: 20 }).runExclusive(k, () => Promise.resolve()),
-    ).rejects.toMatchObject({
-      code: 'BUSY',
-      transient: true,
-    });
+    ).rejects.toMatchObject({ code: 'BUSY', transient: true });
   });
 });
 
 describe('AuditTableAdapter', () => {
-  it('lists a key’s records newest first, page by page', async () => {
-    const audit = new AuditTableAdapter(table('audit'));
-    const k = key();
-    const records: AuditRecord[] = Array.from({ length: 5 }, (_, i) => ({
+  const records = (k: ReturnType<typeof key>): AuditRecord[] =>
+    Array.from({ length: 5 }, (_, i) => ({
       id: randomUUID(),
       time: new Date(Date.UTC(2026, 0, 1, 0, 0, i)),
       keyId: `${k.vaultUrl}/keys/${k.name}`,
       trigger: 'event',
       correlationId: 'c',
       result: 'moved',
-      hubId: `/subscriptions/s/resourceGroups/r/providers/Microsoft.Devices/IotHubs/hub-${i}`,
+      hubId: hubIdOf(`hub-${i}`),
     }));
-    await audit.append(records);
-    await audit.append([{ ...records[0]!, id: randomUUID(), keyId: 'https://demo.vault.azure.net/keys/other' }]);
+
+  it('lists a key’s records newest first, page by page', async () => {
+    const audit = new AuditTableAdapter(table('audit'));
+    const k = key();
+    const written = records(k);
+    await audit.append(written);
+    await audit.append([{ ...written[0]!, id: randomUUID(), keyId: 'https://demo.vault.azure.net/keys/other' }]);
 
     const first = await audit.list(k, 3);
     expect(first.records.map((r) => r.hubId?.slice(-5))).toEqual(['hub-4', 'hub-3', 'hub-2']);
-    expect(first.records[0]?.time).toEqual(records[4]!.time);
+    expect(first.records[0]?.time).toEqual(written[4]!.time);
     const second = await audit.list(k, 3, first.continuationToken);
     expect(second.records.map((r) => r.hubId?.slice(-5))).toEqual(['hub-1', 'hub-0']);
     expect(second.continuationToken).toBeUndefined();
   });
+
+  it('upserts: a record written again (same id and time, after a crash) is stored once, as last written', async () => {
+    const audit = new AuditTableAdapter(table('audit'));
+    const k = key();
+    const [record] = records(k);
+    await audit.append([record!]);
+    await audit.append([{ ...record!, correlationId: 'again' }]);
+    const page = await audit.list(k, 10);
+    expect(page.records).toEqual([expect.objectContaining({ id: record!.id, correlationId: 'again' })]);
+  });
+
+  it('refuses a continuation token that is not from this key’s history (INVALID_INPUT, not unavailable)', async () => {
+    const audit = new AuditTableAdapter(table('audit'));
+    const [k, other] = [key(), key()];
+    await audit.append(records(other));
+    const otherToken = (await audit.list(other, 2)).continuationToken!;
+    expect(otherToken).toBeDefined();
+    for (const token of ['not-a-token', otherToken]) {
+      await expect(audit.list(k, 2, token)).rejects.toMatchObject({ code: 'INVALID_INPUT' });
+    }
+  });
 });
 
 describe('JobsTableAdapter', () => {
-  const job = (k: ReturnType<typeof key>): RotationJob => ({
+  const job = (k: ReturnType<typeof key>, fields: Partial<RotationJob> = {}): RotationJob => ({
     key: k,
     targetVersion: 'v2',
     targetId: `${k.vaultUrl}/keys/${k.name}/v2`,
     trigger: 'event',
     correlationId: 'c',
-    openedAt: new Date(),
+    openedAt: new Date('2026-06-01T00:00:00Z'),
+    ...fields,
   });
 
-  it('opens a job once, joins it later with new hubs, and lets only one invocation claim a task', async () => {
+  it('opens a job once and joins it later, each hub added by exactly one of the openers', async () => {
+    const jobs = new JobsTableAdapter(table('jobs'));
+    const j = job(key(), { createdVersion: 'v2', eventId: 'evt-1' });
+    expect(await jobs.find(j.key, 'v2')).toBeUndefined();
+    const [mine, theirs] = await Promise.all([jobs.open(j, [hub('a'), hub('b')]), jobs.open(j, [hub('a'), hub('b')])]);
+    expect(mine.tasks.map((t) => t.hubName).sort()).toEqual(['a', 'b']);
+    expect(theirs.tasks.map((t) => t.hubName).sort()).toEqual(['a', 'b']);
+    expect([...mine.added, ...theirs.added].sort()).toEqual([hubIdOf('a'), hubIdOf('b')]);
+    expect(mine.tasks.find((t) => t.hubName === 'a')).toMatchObject({
+      state: 'pending',
+      step: 0,
+      attempts: 0,
+      from: hub('a').from,
+      etag: expect.any(String),
+    });
+
+    const joined = await jobs.open(j, [hub('a'), hub('c')]);
+    expect(joined.added).toEqual([hubIdOf('c')]);
+    expect(joined.tasks.map((t) => t.hubName).sort()).toEqual(['a', 'b', 'c']);
+    expect(await jobs.find(j.key, 'V2')).toEqual({ ...j });
+  });
+
+  it('adds every hub when two openers race with different hub lists', async () => {
+    // Opener B reads the (empty) job before A's tasks land, then A's transaction commits before B's: B's
+    // transaction fails on the hub both add, and B must still count the hub only it adds.
+    const name = tableName('jobs');
+    const [ca, cb] = [client(name), client(name)];
+    let bReady!: () => void;
+    let aDone!: () => void;
+    const bIsReady = new Promise<void>((resolve) => (bReady = resolve));
+    const aIsDone = new Promise<void>((resolve) => (aDone = resolve));
+    const realA = ca.submitTransaction.bind(ca);
+    ca.submitTransaction = async (actions, options) => {
+      await bIsReady;
+      return realA(actions, options).finally(aDone);
+    };
+    const realB = cb.submitTransaction.bind(cb);
+    cb.submitTransaction = async (actions, options) => {
+      bReady();
+      await aIsDone;
+      return realB(actions, options);
+    };
+    const j = job(key());
+    const [a, b] = await Promise.all([
+      new JobsTableAdapter(ca).open(j, [hub('a'), hub('b')]),
+      new JobsTableAdapter(cb).open(j, [hub('b'), hub('c')]),
+    ]);
+    expect(b.tasks.map((t) => t.hubName).sort()).toEqual(['a', 'b', 'c']);
+    // Each hub's first step message is sent by the opener that added it: a hub nobody added would never move.
+    expect([...a.added, ...b.added].sort()).toEqual([hubIdOf('a'), hubIdOf('b'), hubIdOf('c')]);
+  });
+
+  it('updates a task only if nobody changed it since it was read, and stores every field as given', async () => {
     const jobs = new JobsTableAdapter(table('jobs'));
     const j = job(key());
-    const hub = (n: string) => ({
-      hubId: `/subscriptions/s/resourceGroups/r/providers/Microsoft.Devices/IotHubs/${n}`,
-      hubName: n,
-      from: ['x/v1'],
-    });
-    const [mine, theirs] = await Promise.all([jobs.open(j, [hub('a'), hub('b')]), jobs.open(j, [hub('a'), hub('b')])]);
-    expect(mine.map((t) => t.hubName).sort()).toEqual(['a', 'b']);
-    expect(theirs.map((t) => t.hubName).sort()).toEqual(['a', 'b']);
-    expect((await jobs.open(j, [hub('c')])).map((t) => t.hubName).sort()).toEqual(['a', 'b', 'c']);
+    const { tasks } = await jobs.open(j, [hub('a')]);
+    const read = tasks[0]!;
+    const changed: HubTask = {
+      ...read,
+      state: 'updating',
+      step: 3,
+      attempts: 2,
+      leaseUntil: new Date('2026-06-01T00:01:00Z'),
+      notBefore: new Date('2026-06-01T00:00:10Z'),
+      waiting: 'operation',
+      operationUrl: 'https://management.azure.com/operations/1',
+      updateStartedAt: new Date('2026-06-01T00:00:00Z'),
+      recorded: false,
+      durationMs: 1234,
+      errorCode: 'THROTTLED',
+      reason: 'ARM asked us to wait',
+    };
+    const saved = await jobs.update(j, changed);
+    expect(saved?.etag).toBeDefined();
+    expect(saved?.etag).not.toBe(read.etag);
+    expect(await jobs.update(j, { ...read, state: 'failed' })).toBeUndefined(); // a stale copy
+    const { etag: _e, updatedAt, ...stored } = (await jobs.task(j, hubIdOf('a')))!;
+    const { etag: _s, ...expected } = changed;
+    expect(stored).toEqual(expected);
+    expect(updatedAt).toBeInstanceOf(Date);
 
-    const task = mine.find((t) => t.hubName === 'a')!;
-    const other = theirs.find((t) => t.hubName === 'a')!;
-    const claimed = await jobs.claim(j, task, new Date(Date.now() + 60_000));
-    expect(claimed).toBeDefined();
-    expect(await jobs.claim(j, other, new Date(Date.now() + 60_000))).toBeUndefined();
-
-    await jobs.save(j, { ...claimed!, state: 'moved', attempts: 1 });
-    const after = await jobs.open(j, []);
-    expect(after.find((t) => t.hubName === 'a')).toMatchObject({ state: 'moved', attempts: 1, from: ['x/v1'] });
-    expect((await jobs.unfinished()).some((u) => u.key.name === j.key.name)).toBe(true);
-    for (const t of after.filter((x) => x.state === 'pending')) {
-      const c = await jobs.claim(j, t, new Date());
-      await jobs.save(j, { ...c!, state: 'already-current' });
+    // A write without the optional fields removes them.
+    const { leaseUntil: _l, notBefore: _n, waiting: _w, errorCode: _c, reason: _r, ...plain } = saved!;
+    const finalTask = await jobs.update(j, { ...plain, state: 'moved', recorded: true, finishedAt: new Date(0) });
+    expect(finalTask).toBeDefined();
+    const after = await jobs.task(j, hubIdOf('a'));
+    expect(after).toMatchObject({ state: 'moved', recorded: true, finishedAt: new Date(0) });
+    for (const field of ['leaseUntil', 'notBefore', 'waiting', 'errorCode', 'reason']) {
+      expect(after).not.toHaveProperty(field);
     }
-    expect((await jobs.unfinished()).some((u) => u.key.name === j.key.name)).toBe(false);
+    expect(await jobs.update(job(key()), { ...after!, state: 'failed' })).toBeUndefined(); // no such task
+  });
+
+  it('gives usable ETags back for updates sent together in one transaction', async () => {
+    const jobs = new JobsTableAdapter(table('jobs'));
+    const j = job(key());
+    const names = Array.from({ length: 30 }, (_, i) => `hub-${i}`);
+    const { tasks } = await jobs.open(j, names.map(hub));
+    const claimed = await Promise.all(tasks.map((t) => jobs.update(j, { ...t, step: 1 })));
+    expect(claimed.every((t) => t !== undefined)).toBe(true);
+    const done = await Promise.all(claimed.map((t) => jobs.update(j, { ...t!, step: 2, state: 'moved' })));
+    expect(done.every((t) => t !== undefined)).toBe(true);
+    expect((await jobs.tasks(j)).every((t) => t.state === 'moved' && t.step === 2)).toBe(true);
+  });
+
+  it('lists jobs with open tasks as unfinished until every task is final, and a key’s jobs newest first', async () => {
+    const jobs = new JobsTableAdapter(table('jobs'));
+    const k = key();
+    const older = job(k, { targetVersion: 'v1', openedAt: new Date('2026-01-01T00:00:00Z') });
+    const newer = job(k);
+    await jobs.open(older, [hub('a')]);
+    const { tasks } = await jobs.open(newer, [hub('a'), hub('b')]);
+    expect((await jobs.unfinished()).map((u) => u.targetVersion).sort()).toEqual(['v1', 'v2']);
+    expect((await jobs.jobsOf(k)).map((u) => u.targetVersion)).toEqual(['v2', 'v1']);
+    await jobs.update(newer, { ...tasks[0]!, state: 'updating' });
+    await jobs.update(newer, { ...tasks[1]!, state: 'failed' });
+    expect((await jobs.unfinished()).map((u) => u.targetVersion).sort()).toEqual(['v1', 'v2']);
+    await jobs.update(newer, { ...(await jobs.task(newer, tasks[0]!.hubId))!, state: 'moved' });
+    expect((await jobs.unfinished()).map((u) => u.targetVersion)).toEqual(['v1']);
+  });
+});
+
+describe('TableBucketStore', () => {
+  it('creates a bucket once and changes it only with the ETag last read', async () => {
+    const store = new TableBucketStore(table('budget'));
+    const id = '00000000-0000-0000-0000-00000000000a|writes';
+    expect(await store.read(id)).toBeUndefined();
+    const created = await store.write(id, { tokens: 195, at: 1_000, pausedUntil: 0 }, undefined);
+    expect(created).toEqual(expect.any(String));
+    expect(await store.write(id, { tokens: 1, at: 1_000, pausedUntil: 0 }, undefined)).toBeUndefined();
+
+    const read = await store.read(id);
+    expect(read).toEqual({ state: { tokens: 195, at: 1_000, pausedUntil: 0 }, etag: created });
+    const changed = await store.write(id, { tokens: -2.5, at: 2_000, pausedUntil: 9_000 }, read!.etag);
+    expect(changed).toEqual(expect.any(String));
+    expect(changed).not.toBe(created);
+    expect(await store.write(id, { tokens: 100, at: 3_000, pausedUntil: 0 }, read!.etag)).toBeUndefined();
+    expect((await store.read(id))?.state).toEqual({ tokens: -2.5, at: 2_000, pausedUntil: 9_000 });
+    expect(await store.read('00000000-0000-0000-0000-00000000000a|reads')).toBeUndefined();
   });
 });

@@ -28,9 +28,11 @@ import type {
   HubStepMessage,
   HubUpdateStarted,
   OperationState,
+  RotationPolicy,
   StepQueue,
   StepReceipt,
 } from '../../src/domain/ports';
+import type { BucketState, BucketStore } from '../../src/adapters/armBudget';
 
 export class FakeClock {
   constructor(public current = new Date('2026-06-01T00:00:00Z')) {}
@@ -42,7 +44,8 @@ export class FakeClock {
 
 export class FakeKeyVault implements KeyVault {
   readonly versions = new Map<string, KeyVersionDetails[]>();
-  readonly policies = new Map<string, string>();
+  /** Rotation policies by key URL. */
+  readonly policies = new Map<string, RotationPolicy>();
   created: KeyVersionDetails[] = [];
   /** Called inside createVersion before it returns: lets a test interleave work with a creation in flight. */
   onCreate?: () => Promise<void>;
@@ -85,8 +88,14 @@ export class FakeKeyVault implements KeyVault {
       : Promise.reject(new KeyNotFoundError(`key ${keyUrl(key)}/${version}`));
   }
 
+  getRotationPolicy(key: KeyName): Promise<RotationPolicy | undefined> {
+    const policy = this.policies.get(keyUrl(key));
+    return Promise.resolve(policy && { ...policy });
+  }
+
+  /** The port's earlier shape (the policy's expiry only), kept while callers move to getRotationPolicy. */
   getPolicyExpiry(key: KeyName): Promise<string | undefined> {
-    return Promise.resolve(this.policies.get(keyUrl(key)));
+    return Promise.resolve(this.policies.get(keyUrl(key))?.expiresIn);
   }
 
   async createVersion(key: KeyName, spec: NewKeyVersionSpec): Promise<KeyVersionDetails> {
@@ -148,7 +157,11 @@ export class FakeHubs implements HubRepository {
   /** Operations to fail next, with ARM's error text. */
   failNextOperations: string[] = [];
   updateMs = 60_000;
+  /** Update durations of particular hubs (else `updateMs`). */
+  readonly updateMsByHub = new Map<string, number>();
   retryAfterMs: number | undefined = 10_000;
+  /** Every look at an operation: which hub's, and when (fake clock, epoch ms). */
+  readonly looks: { hubId: string; at: number }[] = [];
   private etags = 0;
 
   constructor(private readonly clock: { now(): Date }) {}
@@ -201,7 +214,7 @@ export class FakeHubs implements HubRepository {
     const fail = this.failNextOperations.shift();
     this.operations.set(operationUrl, {
       hubId: hub.id,
-      doneAt: this.clock.now().getTime() + this.updateMs,
+      doneAt: this.clock.now().getTime() + (this.updateMsByHub.get(hub.id) ?? this.updateMs),
       previous,
       ...(fail ? { fail } : {}),
     });
@@ -215,6 +228,7 @@ export class FakeHubs implements HubRepository {
     this.settle();
     const operation = this.operations.get(operationUrl);
     if (!operation) return Promise.reject(new UpstreamRejectedError('UPSTREAM_REJECTED', 'no such operation'));
+    this.looks.push({ hubId: operation.hubId, at: this.clock.now().getTime() });
     for (const fault of this.readFaults) {
       const error = fault(operation.hubId);
       if (error) return Promise.reject(error);
@@ -226,6 +240,11 @@ export class FakeHubs implements HubRepository {
       });
     }
     return Promise.resolve(operation.fail ? { status: 'failed', error: operation.fail } : { status: 'succeeded' });
+  }
+
+  /** PUTs ARM accepted for a hub (each started an operation); rejected ones (412, faults) are not counted. */
+  acceptedPuts(id: string): number {
+    return [...this.operations.values()].filter((o) => o.hubId === id).length;
   }
 
   keyOf(id: string): string | undefined {
@@ -276,10 +295,27 @@ export const permanentHubFault =
       ? new UpstreamRejectedError('HUB_UPDATE_FAILED', `ARM reported the update of hub ${hubId} as failed.`)
       : undefined;
 
+/**
+ * The audit log in memory. Like the table adapter, an append upserts: a record with the id and time of one already
+ * stored (repeated after a crash) replaces it.
+ */
 export class FakeAudit implements AuditLog {
   records: AuditRecord[] = [];
+  /** Appends that reached the log (upserts included). */
+  appends = 0;
+  /** Consulted on each append; returning an error makes that call fail with it (nothing is stored). */
+  faults: ((records: AuditRecord[]) => Error | undefined)[] = [];
   append(records: AuditRecord[]): Promise<void> {
-    this.records.push(...records);
+    for (const fault of this.faults) {
+      const error = fault(records);
+      if (error) return Promise.reject(error);
+    }
+    this.appends++;
+    for (const record of records) {
+      const same = this.records.findIndex((r) => r.id === record.id && r.time.getTime() === record.time.getTime());
+      if (same >= 0) this.records[same] = { ...record };
+      else this.records.push({ ...record });
+    }
     return Promise.resolve();
   }
   list(key: KeyName, limit: number): Promise<AuditPage> {
@@ -427,6 +463,32 @@ export class FakeStepQueue implements StepQueue {
   }
 
   /**
+   * Like `drain`, but the messages due at once are handled concurrently, dealt in turn to `handlers` (instances of
+   * the app working one queue). With `duplicate`, every message is delivered twice (at-least-once delivery), the
+   * copies to different handlers.
+   */
+  async drainConcurrently(
+    handlers: ((message: HubStepMessage) => Promise<void>)[],
+    options: { duplicate?: boolean; maxMessages?: number } = {},
+  ): Promise<number> {
+    let handled = 0;
+    const max = options.maxMessages ?? 10_000;
+    while (handled < max) {
+      let due = this.takeDue();
+      if (!due.length) {
+        const next = this.nextVisibleAt();
+        if (next === undefined) break;
+        this.clock.advance(Math.max(0, next - this.clock.now().getTime()));
+        continue;
+      }
+      if (options.duplicate) due = due.flatMap((m) => [m, { ...m }]);
+      await Promise.all(due.map((m, i) => handlers[i % handlers.length]!(m)));
+      handled += due.length;
+    }
+    return handled;
+  }
+
+  /**
    * Runs `handle` on every message as it comes due, moving the clock to the next message when none is due, until
    * the queue is empty (or `until` holds). Returns how many messages were handled.
    */
@@ -450,5 +512,43 @@ export class FakeStepQueue implements StepQueue {
       }
     }
     return handled;
+  }
+}
+
+/**
+ * ARM budget buckets in memory with Table Storage's conditional writes: a write names the ETag it read (or none, to
+ * create) and is refused when the row changed since (or exists). `beforeWrite` runs before each write is decided:
+ * a test can change the row there, as another instance would.
+ */
+export class MemoryBucketStore implements BucketStore {
+  readonly rows = new Map<string, { state: BucketState; etag: string }>();
+  reads = 0;
+  writes = 0;
+  refused = 0;
+  beforeWrite?: (id: string) => void;
+  private etags = 0;
+
+  read(id: string): Promise<{ state: BucketState; etag: string } | undefined> {
+    this.reads++;
+    const row = this.rows.get(id);
+    return Promise.resolve(row && { state: { ...row.state }, etag: row.etag });
+  }
+
+  write(id: string, state: BucketState, etag: string | undefined): Promise<string | undefined> {
+    this.writes++;
+    this.beforeWrite?.(id);
+    const row = this.rows.get(id);
+    if (etag === undefined ? row !== undefined : row?.etag !== etag) {
+      this.refused++;
+      return Promise.resolve(undefined);
+    }
+    const next = `"b${++this.etags}"`;
+    this.rows.set(id, { state: { ...state }, etag: next });
+    return Promise.resolve(next);
+  }
+
+  /** Sets a row as another instance would have written it. */
+  put(id: string, state: BucketState): void {
+    this.rows.set(id, { state: { ...state }, etag: `"b${++this.etags}"` });
   }
 }
