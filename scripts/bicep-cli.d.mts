@@ -3,8 +3,7 @@ export const BICEP_VERSION: string;
 export const ENTRY_TEMPLATES: string[];
 
 export type BicepCli =
-  | { found: true; command: string; version: string; source: string; note?: string }
-  | { found: false; tried: string[] };
+  { found: true; command: string; version: string; source: string; note?: string } | { found: false; tried: string[] };
 
 export interface BicepDiagnostic {
   file: string;

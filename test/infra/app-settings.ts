@@ -6,8 +6,10 @@ import { ConfigError, loadConfig } from '../../src/config';
 /** Settings the app reads that the template leaves unset on purpose. */
 export const NOT_SET_IN_AZURE: Record<string, string> = {
   ROTATOR_OUTCOME_TOPIC_KEY: 'the app publishes with its identity; a topic key would need local auth on the topic',
-  AzureWebJobsStorage: 'a connection string needs shared keys, which are off; the identity-based AzureWebJobsStorage__* are set',
-  ROTATOR_IOTHUB_API_VERSION: 'the code picks the IoT Hub api-version that carries encryption; override only to test one',
+  AzureWebJobsStorage:
+    'a connection string needs shared keys, which are off; the identity-based AzureWebJobsStorage__* are set',
+  ROTATOR_IOTHUB_API_VERSION:
+    'the code picks the IoT Hub api-version that carries encryption; override only to test one',
   ROTATOR_HUB_CLAIM_SECONDS: 'the default (600 s) outlasts the longest hub update the app waits for',
   ROTATOR_HUB_RETRY_SECONDS: 'the default backoff (30 s, then four times longer each attempt) suits Azure',
 };

@@ -173,7 +173,9 @@ function moduleFromReference(template: ArmTemplate, args: string): Placed | unde
     if (found) return { resource: found[1], symbol: found[0], template };
   }
   if (!args.includes("'Microsoft.Resources/deployments'")) return undefined;
-  const tail = args.slice(args.indexOf("'Microsoft.Resources/deployments'") + "'Microsoft.Resources/deployments', ".length);
+  const tail = args.slice(
+    args.indexOf("'Microsoft.Resources/deployments'") + "'Microsoft.Resources/deployments', ".length,
+  );
   const found = deployments.find(([, r]) => {
     const name = expression(r.name) ?? `'${r.name}'`;
     return tail.startsWith(name);

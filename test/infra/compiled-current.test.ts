@@ -6,7 +6,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { BicepCli } from '../../scripts/bicep-cli.mjs';
-import { BICEP_VERSION, ENTRY_TEMPLATES, compileTemplates, findBicep, withoutGenerator } from '../../scripts/bicep-cli.mjs';
+import {
+  BICEP_VERSION,
+  ENTRY_TEMPLATES,
+  compileTemplates,
+  findBicep,
+  withoutGenerator,
+} from '../../scripts/bicep-cli.mjs';
 
 let cli: BicepCli;
 let compiled: Record<string, string> = {};

@@ -81,7 +81,8 @@ const NEEDED: { grant: string; why: string; evidence: () => boolean }[] = [
 /** Names a principal expression after the identity it traces to. */
 function principalName(traced: string): string {
   if (/outputs\.functionPrincipalId|'id-func-/.test(traced) || traced.includes('functionIdentity')) return 'function';
-  if (/outputs\.eventGridPrincipalId|'id-evgt-/.test(traced) || traced.includes('eventGridIdentity')) return 'eventGrid';
+  if (/outputs\.eventGridPrincipalId|'id-evgt-/.test(traced) || traced.includes('eventGridIdentity'))
+    return 'eventGrid';
   return `unknown (${traced.slice(0, 80)})`;
 }
 
@@ -163,13 +164,16 @@ describe('app settings (compiled)', () => {
       /^\[if\(less\(parameters\('notifyDaysBeforeExpiry'\), parameters\('keyValidityDays'\)\), parameters\('notifyDaysBeforeExpiry'\), createObject\(\)\[format\('notifyDaysBeforeExpiry \(\{0\}\) must be less than keyValidityDays/,
     );
     // The raw parameter is read nowhere else in main.json (modules get the guarded value), so no path skips the check.
-    const topLevel = placed.filter((p) => !p.parent).map((p) => p.resource.properties?.parameters ?? {});
+    const topLevel = placed.filter((p) => !p.parent).map((p): unknown => p.resource.properties?.parameters ?? {});
     const elsewhere = JSON.stringify([topLevel, main.outputs, { ...main.variables, nearExpiryDays: null }]);
     expect(elsewhere).not.toContain("parameters('notifyDaysBeforeExpiry')");
     expect(elsewhere).toContain("variables('nearExpiryDays')");
     expect(tracedSetting('ROTATOR_NEAR_EXPIRY_DAYS')).toContain('must be less than keyValidityDays');
     const key = ofType('Microsoft.KeyVault/vaults/keys')[0]!;
-    const notify = trace(key.resource.properties.rotationPolicy.lifetimeActions[0].trigger.timeBeforeExpiry, contextOf(key));
+    const notify = trace(
+      key.resource.properties.rotationPolicy.lifetimeActions[0].trigger.timeBeforeExpiry,
+      contextOf(key),
+    );
     expect(notify).toContain('must be less than keyValidityDays');
   });
 });
@@ -242,10 +246,10 @@ describe('access (compiled)', () => {
   });
 });
 
-describe('resources ARM checks at deploy time', () => {
+describe('what ARM checks only at deploy time', () => {
   it('gives every basicPublishingCredentialsPolicies a location (the resource provider rejects it without one)', () => {
     const policies = ofType('Microsoft.Web/sites/basicPublishingCredentialsPolicies');
-    expect(policies.map((p) => p.resource.properties.allow)).toEqual([false, false]);
+    expect(policies.map((p): unknown => p.resource.properties.allow)).toEqual([false, false]);
     for (const p of policies) expect(trace(p.resource.location, contextOf(p))).toContain("parameters('location')");
   });
 
@@ -295,7 +299,11 @@ describe('azd and the hooks (compiled)', () => {
     const known = new Set([...outputs, ...azdProvided, ...azdValues(), ...hookKnobs]);
     const hooks = readdirSync('infra/hooks').map((f) => path.join('infra/hooks', f));
     expect(hooks.length).toBeGreaterThanOrEqual(4);
-    for (const hook of hooks) expect(variablesUsed(hook).filter((n) => !known.has(n)), hook).toEqual([]);
+    for (const hook of hooks)
+      expect(
+        variablesUsed(hook).filter((n) => !known.has(n)),
+        hook,
+      ).toEqual([]);
     for (const [name, output] of Object.entries(main.outputs ?? {})) expect(output.type, name).toBe('string');
   });
 
@@ -338,8 +346,7 @@ describe('parameter files', () => {
     .map((f) => path.join('infra/examples', f));
 
   type Given = Record<string, { value: unknown }>;
-  const read = (file: string): Given =>
-    (JSON.parse(readFileSync(file, 'utf8')) as { parameters: Given }).parameters;
+  const read = (file: string): Given => (JSON.parse(readFileSync(file, 'utf8')) as { parameters: Given }).parameters;
 
   function problems(given: Given): string[] {
     const declared = main.parameters ?? {};
@@ -369,10 +376,12 @@ describe('parameter files', () => {
     if (Number(value('notifyDaysBeforeExpiry')) >= Number(value('keyValidityDays')))
       found.push('notifyDaysBeforeExpiry must be less than keyValidityDays');
     const ids: Record<string, RegExp> = {
-      existingKeyVaultResourceId: /^\/subscriptions\/[^/]+\/resourceGroups\/[^/]+\/providers\/Microsoft\.KeyVault\/vaults\/[^/]+$/i,
+      existingKeyVaultResourceId:
+        /^\/subscriptions\/[^/]+\/resourceGroups\/[^/]+\/providers\/Microsoft\.KeyVault\/vaults\/[^/]+$/i,
       existingKeyVaultSystemTopicResourceId:
         /^\/subscriptions\/[^/]+\/resourceGroups\/[^/]+\/providers\/Microsoft\.EventGrid\/systemTopics\/[^/]+$/i,
-      hubResourceGroupIds: /^\/subscriptions\/[^/]+\/resourceGroups\/[^/,]+(,\s*\/subscriptions\/[^/]+\/resourceGroups\/[^/,]+)*$/i,
+      hubResourceGroupIds:
+        /^\/subscriptions\/[^/]+\/resourceGroups\/[^/,]+(,\s*\/subscriptions\/[^/]+\/resourceGroups\/[^/,]+)*$/i,
     };
     for (const [name, pattern] of Object.entries(ids)) {
       const v = given[name]?.value;

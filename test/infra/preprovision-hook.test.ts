@@ -22,7 +22,10 @@ beforeEach(() => {
 });
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
-function runHook(rules: Rule[], env: Record<string, string>): { status: number | null; out: string; calls: string[][] } {
+function runHook(
+  rules: Rule[],
+  env: Record<string, string>,
+): { status: number | null; out: string; calls: string[][] } {
   writeFileSync(path.join(dir, 'rules.json'), JSON.stringify(rules));
   const fake = `#!/usr/bin/env node
 const fs = require('fs');
@@ -85,7 +88,11 @@ describe('preprovision hook', () => {
     const deployment = calls.find((c) => c[0] === 'deployment')!;
     expect(deployment[deployment.indexOf('--template-file') + 1]).toMatch(/modules\/hub-key-updater-role\.bicep$/);
     expect(deployment).toEqual(
-      expect.arrayContaining(['environmentName=cmk-prod', 'location=westeurope', `hubSubscriptionIds= ${SUB_A}, ${SUB_B.toUpperCase()} `]),
+      expect.arrayContaining([
+        'environmentName=cmk-prod',
+        'location=westeurope',
+        `hubSubscriptionIds= ${SUB_A}, ${SUB_B.toUpperCase()} `,
+      ]),
     );
     const polls = calls.filter((c) => c[1] === 'definition').map((c) => c[c.indexOf('--scope') + 1]);
     expect(polls).toEqual([`/subscriptions/${SUB_A}`, `/subscriptions/${SUB_A}`, `/subscriptions/${SUB_B}`]);
@@ -101,12 +108,18 @@ describe('preprovision hook', () => {
           when: ['role', 'assignment', 'list', SUB_A, '--all'],
           replies: [`/subscriptions/${SUB_A}\tassignment-sub-a\n${rgA}\tassignment-rg-a`],
         },
-        { when: ['role', 'assignment', 'list', SUB_B, '--all'], replies: [`/subscriptions/${SUB_B}\tassignment-sub-b`] },
+        {
+          when: ['role', 'assignment', 'list', SUB_B, '--all'],
+          replies: [`/subscriptions/${SUB_B}\tassignment-sub-b`],
+        },
         { when: ['role', 'assignment', 'list', SUB_B, 'acdd72a7'], replies: ['reader-b'] },
         { when: ['role', 'assignment', 'delete'], replies: [''] },
         roleDeployed,
         { when: ['role', 'definition', 'list'], replies: ['1'] },
-      ].map((r) => ({ ...r, when: r.when.map((w) => (w === 'acdd72a7' ? 'acdd72a7-3385-48ef-bd42-f606fba81ae7' : w)) })),
+      ].map((r) => ({
+        ...r,
+        when: r.when.map((w) => (w === 'acdd72a7' ? 'acdd72a7-3385-48ef-bd42-f606fba81ae7' : w)),
+      })),
       {
         // Before: hubs anywhere in A and B. Now: only resource group rg-iot of A.
         HUB_KEY_UPDATER_ROLE_ID: ROLE_ID,
