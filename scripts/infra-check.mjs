@@ -59,7 +59,9 @@ function structuralFallback(tried) {
     process.exit(1);
   }
   console.log('infra:check: running the structural tree-sitter checks (test/infra/bicep.test.ts) instead.');
-  const vitest = spawnSync('npx', ['vitest', 'run', 'test/infra/bicep.test.ts'], { stdio: 'inherit' });
+  const vitest = spawnSync(process.execPath, ['node_modules/vitest/vitest.mjs', 'run', 'test/infra/bicep.test.ts'], {
+    stdio: 'inherit',
+  });
   console.log(`infra:check: structural checks ${vitest.status === 0 ? 'passed' : 'FAILED'}; templates NOT compiled.`);
   process.exit(vitest.status ?? 1);
 }
