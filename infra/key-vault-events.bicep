@@ -1,4 +1,4 @@
-// Stage 2 of 2, deployed into the vault's resource group by infra/hooks/postdeploy.sh once the code is deployed:
+// Stage 2 of 2, deployed into the system topic's resource group by infra/hooks/postdeploy.sh once the code is deployed:
 // the Key Vault system topic's subscription that delivers key events to the keyVaultEvents function.
 //
 // Endpoint: a WebHook to the host's Event Grid extension with its `eventgrid_extension` system key, the pattern

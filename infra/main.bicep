@@ -2,6 +2,8 @@
 // created by infra/key-vault-events.bicep after the code is deployed (see infra/hooks/postdeploy.sh).
 targetScope = 'subscription'
 
+import { hubSubscriptionList, idList } from 'modules/shared.bicep'
+
 @minLength(1)
 @maxLength(64)
 @description('azd environment name; part of every resource name.')
@@ -12,11 +14,11 @@ param environmentName string
 @metadata({ azd: { type: 'location' } })
 param location string
 
-@description('Resource id of an existing Key Vault whose keys the rotator manages. Empty: create a new vault with an example CMK.')
+@description('Resource id of an existing Key Vault whose keys the rotator manages (any resource group or subscription). Empty: create a new vault with an example CMK.')
 param existingKeyVaultResourceId string = ''
 
-@description('Name of the Key Vault\'s Event Grid system topic. Set it when the vault already has one (a vault can have only one).')
-param keyVaultSystemTopicName string = ''
+@description('Resource id of the existing vault\'s Event Grid system topic, when it has one (a vault can have only one; it may live in another resource group). Its identities and tags are kept: Event Grid\'s identity is added. Empty: create evgs-<vault name> in the vault\'s resource group.')
+param existingKeyVaultSystemTopicResourceId string = ''
 
 @description('Comma-separated ids of the subscriptions whose IoT hubs the rotator may update. Empty: this subscription.')
 param hubSubscriptionIds string = ''
@@ -29,12 +31,12 @@ param alertEmailAddress string = ''
 
 @minValue(28)
 @maxValue(3650)
-@description('Lifetime of new key versions, in days (app setting ROTATOR_DEFAULT_KEY_VALIDITY_DAYS and the example key\'s rotation policy).')
+@description('Lifetime of new key versions, in days (app setting ROTATOR_DEFAULT_KEY_VALIDITY_DAYS and the example key\'s rotation policy, which is set only when the key is created). Must exceed notifyDaysBeforeExpiry.')
 param keyValidityDays int = 90
 
 @minValue(7)
 @maxValue(365)
-@description('Days before expiry at which a key counts as near expiry: Key Vault\'s KeyNearExpiry for the example key, and the rotator\'s ROTATOR_NEAR_EXPIRY_DAYS.')
+@description('Days before expiry at which a key counts as near expiry: Key Vault\'s KeyNearExpiry for the example key (set only when the key is created), and the rotator\'s ROTATOR_NEAR_EXPIRY_DAYS. Must be less than keyValidityDays.')
 param notifyDaysBeforeExpiry int = 30
 
 @minValue(1)
@@ -57,11 +59,23 @@ var useExistingVault = !empty(existingKeyVaultResourceId)
 var keyVaultSubscriptionId = useExistingVault ? split(existingKeyVaultResourceId, '/')[2] : deploymentSubscriptionId
 var keyVaultResourceGroupName = useExistingVault ? split(existingKeyVaultResourceId, '/')[4] : rg.name
 var keyVaultName = useExistingVault ? last(split(existingKeyVaultResourceId, '/')) : 'kv-${resourceToken}'
-var systemTopicName = empty(keyVaultSystemTopicName) ? 'evgs-${keyVaultName}' : keyVaultSystemTopicName
 
-var listedHubSubscriptionIds = filter(map(split(hubSubscriptionIds, ','), id => trim(id)), id => !empty(id))
-var targetSubscriptionIds = empty(listedHubSubscriptionIds) ? [deploymentSubscriptionId] : listedHubSubscriptionIds
-var targetResourceGroupIds = filter(map(split(hubResourceGroupIds, ','), id => trim(id)), id => !empty(id))
+// A vault has at most one system topic: the existing one is kept where it is, or a new one goes beside the vault.
+var useExistingSystemTopic = !empty(existingKeyVaultSystemTopicResourceId)
+var systemTopicSubscriptionId = useExistingSystemTopic ? split(existingKeyVaultSystemTopicResourceId, '/')[2] : keyVaultSubscriptionId
+var systemTopicResourceGroupName = useExistingSystemTopic ? split(existingKeyVaultSystemTopicResourceId, '/')[4] : keyVaultResourceGroupName
+var systemTopicName = useExistingSystemTopic ? last(split(existingKeyVaultSystemTopicResourceId, '/')) : 'evgs-${keyVaultName}'
+
+var targetSubscriptionIds = hubSubscriptionList(hubSubscriptionIds, deploymentSubscriptionId)
+var targetResourceGroupIds = idList(hubResourceGroupIds)
+
+// Near expiry must come before expiry: otherwise every new version is near expiry when created, Key Vault refuses the
+// example key's policy, and the reconciler would rotate again and again. Bicep's `assert` is still experimental, so an
+// invalid pair stops the deployment at validation, before anything is created, with this text as ARM's error
+// ("The language expression property '<text>' doesn't exist").
+var nearExpiryDays = notifyDaysBeforeExpiry < keyValidityDays
+  ? notifyDaysBeforeExpiry
+  : any({})['notifyDaysBeforeExpiry (${notifyDaysBeforeExpiry}) must be less than keyValidityDays (${keyValidityDays})']
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
   name: 'rg-${environmentName}'
@@ -110,16 +124,36 @@ module keyVault 'modules/key-vault.bicep' = {
     vaultName: keyVaultName
     location: location
     tags: tags
-    systemTopicName: systemTopicName
     functionPrincipalId: identities.outputs.functionPrincipalId
-    eventGridIdentityId: identities.outputs.eventGridIdentityId
     keyValidityDays: keyValidityDays
-    notifyDaysBeforeExpiry: notifyDaysBeforeExpiry
+    notifyDaysBeforeExpiry: nearExpiryDays
     exampleKeyCreatedAt: exampleKeyCreatedAt
   }
-  dependsOn: [
-    rg
-  ]
+}
+
+// Key Vault's events come from this system topic, created beside the vault (in the vault's region)...
+module newSystemTopic 'modules/key-vault-system-topic.bicep' = if (!useExistingSystemTopic) {
+  name: 'key-vault-system-topic-${resourceToken}'
+  scope: resourceGroup(systemTopicSubscriptionId, systemTopicResourceGroupName)
+  params: {
+    name: systemTopicName
+    location: keyVault.outputs.location
+    tags: tags
+    vaultId: keyVault.outputs.vaultId
+    identityType: 'UserAssigned'
+    userAssignedIdentityIds: [identities.outputs.eventGridIdentityId]
+  }
+}
+
+// ...or the vault's existing one, wherever it lives, given Event Grid's identity on top of what it has.
+module existingSystemTopic 'modules/existing-system-topic.bicep' = if (useExistingSystemTopic) {
+  name: 'existing-system-topic-${resourceToken}'
+  scope: resourceGroup(systemTopicSubscriptionId, systemTopicResourceGroupName)
+  params: {
+    name: systemTopicName
+    eventGridIdentityId: identities.outputs.eventGridIdentityId
+    expectedSourceId: keyVault.outputs.vaultId
+  }
 }
 
 module outcomes 'modules/outcome-events.bicep' = {
@@ -147,49 +181,43 @@ module functionApp 'modules/function-app.bicep' = {
     identityId: identities.outputs.functionIdentityId
     identityClientId: identities.outputs.functionClientId
     storageAccountName: storage.outputs.accountName
+    storageEndpoints: storage.outputs.endpoints
     deploymentContainerUrl: storage.outputs.deploymentContainerUrl
     applicationInsightsConnectionString: monitoring.outputs.applicationInsightsConnectionString
     allowedVaultUrls: keyVault.outputs.vaultUrl
     hubSubscriptionIds: join(targetSubscriptionIds, ',')
     outcomeTopicEndpoint: outcomes.outputs.topicEndpoint
     keyValidityDays: keyValidityDays
-    nearExpiryDays: notifyDaysBeforeExpiry
+    nearExpiryDays: nearExpiryDays
     hubConcurrency: hubConcurrency
     reconcileSchedule: reconcileSchedule
   }
 }
 
-// Custom role: just enough to re-point a hub's CMK (read the hub, write it back, follow the async PUT).
-// Reader (below) already covers reads; the custom role repeats them so it works alone where Reader is not granted.
-resource hubKeyUpdaterRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
-  name: guid(subscription().id, 'cmk-rotator-iot-hub-key-updater', environmentName)
-  properties: {
-    roleName: 'CMK Rotator IoT Hub Key Updater (${environmentName}-${resourceToken})'
-    description: 'Reads IoT hubs and updates them, so the cmk-rotator can point their encryption at a new key version.'
-    type: 'CustomRole'
-    permissions: [
-      {
-        actions: [
-          'Microsoft.Devices/IotHubs/read'
-          'Microsoft.Devices/IotHubs/write'
-          'Microsoft.Devices/locations/operationresults/read'
-        ]
-        notActions: []
-      }
-    ]
-    assignableScopes: [for id in targetSubscriptionIds: '/subscriptions/${id}']
+// The custom role for re-pointing hubs (the azd preprovision hook creates it first, see the module).
+module hubKeyUpdaterRole 'modules/hub-key-updater-role.bicep' = {
+  name: 'hub-key-updater-role-${resourceToken}'
+  params: {
+    environmentName: environmentName
+    location: location
+    hubSubscriptionIds: hubSubscriptionIds
   }
 }
 
+// The assignments wait for the function app as well, which gives a role definition created in this same deployment
+// (a path without the preprovision hook) a few minutes to propagate before it is assigned.
 module hubSubscriptionAccess 'modules/hub-subscription-access.bicep' = [
   for (id, i) in targetSubscriptionIds: {
     name: 'hub-subscription-access-${resourceToken}-${i}'
     scope: subscription(id)
     params: {
       principalId: identities.outputs.functionPrincipalId
-      hubKeyUpdaterRoleGuid: hubKeyUpdaterRole.name
+      hubKeyUpdaterRoleGuid: hubKeyUpdaterRole.outputs.roleDefinitionGuid
       grantHubKeyUpdater: empty(targetResourceGroupIds)
     }
+    dependsOn: [
+      functionApp
+    ]
   }
 ]
 
@@ -199,8 +227,11 @@ module hubResourceGroupAccess 'modules/hub-resource-group-access.bicep' = [
     scope: resourceGroup(split(id, '/')[2], split(id, '/')[4])
     params: {
       principalId: identities.outputs.functionPrincipalId
-      hubKeyUpdaterRoleGuid: hubKeyUpdaterRole.name
+      hubKeyUpdaterRoleGuid: hubKeyUpdaterRole.outputs.roleDefinitionGuid
     }
+    dependsOn: [
+      functionApp
+    ]
   }
 ]
 
@@ -215,11 +246,15 @@ output KEY_VAULT_SUBSCRIPTION_ID string = keyVaultSubscriptionId
 output KEY_VAULT_RESOURCE_GROUP string = keyVaultResourceGroupName
 output KEY_VAULT_NAME string = keyVaultName
 output KEY_VAULT_URL string = keyVault.outputs.vaultUrl
+output KEY_VAULT_SYSTEM_TOPIC_SUBSCRIPTION_ID string = systemTopicSubscriptionId
+output KEY_VAULT_SYSTEM_TOPIC_RESOURCE_GROUP string = systemTopicResourceGroupName
 output KEY_VAULT_SYSTEM_TOPIC_NAME string = systemTopicName
 output EXAMPLE_KEY_NAME string = keyVault.outputs.exampleKeyName
 output EVENT_GRID_IDENTITY_ID string = identities.outputs.eventGridIdentityId
+output AZURE_FUNCTION_PRINCIPAL_ID string = identities.outputs.functionPrincipalId
 output DEAD_LETTER_STORAGE_ACCOUNT_ID string = storage.outputs.accountId
 output DEAD_LETTER_CONTAINER_NAME string = storage.outputs.deadLetterContainerName
 output OUTCOME_TOPIC_ENDPOINT string = outcomes.outputs.topicEndpoint
 output ROTATOR_SUBSCRIPTION_IDS string = join(targetSubscriptionIds, ',')
-output HUB_KEY_UPDATER_ROLE_ID string = hubKeyUpdaterRole.id
+output ROTATOR_HUB_RESOURCE_GROUP_SCOPES string = join(targetResourceGroupIds, ',')
+output HUB_KEY_UPDATER_ROLE_ID string = hubKeyUpdaterRole.outputs.roleDefinitionId

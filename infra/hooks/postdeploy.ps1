@@ -3,8 +3,8 @@
 # Needs the Azure CLI, signed in to the same tenant as azd (`az login`). Safe to run again.
 $ErrorActionPreference = 'Stop'
 
-$required = 'AZURE_SUBSCRIPTION_ID', 'AZURE_RESOURCE_GROUP', 'AZURE_FUNCTION_APP_NAME', 'AZURE_FUNCTION_APP_ID', 'KEY_VAULT_SUBSCRIPTION_ID',
-  'KEY_VAULT_RESOURCE_GROUP', 'KEY_VAULT_SYSTEM_TOPIC_NAME', 'EVENT_GRID_IDENTITY_ID', 'DEAD_LETTER_STORAGE_ACCOUNT_ID',
+$required = 'AZURE_SUBSCRIPTION_ID', 'AZURE_RESOURCE_GROUP', 'AZURE_FUNCTION_APP_NAME', 'AZURE_FUNCTION_APP_ID', 'KEY_VAULT_SYSTEM_TOPIC_SUBSCRIPTION_ID',
+  'KEY_VAULT_SYSTEM_TOPIC_RESOURCE_GROUP', 'KEY_VAULT_SYSTEM_TOPIC_NAME', 'EVENT_GRID_IDENTITY_ID', 'DEAD_LETTER_STORAGE_ACCOUNT_ID',
   'DEAD_LETTER_CONTAINER_NAME'
 foreach ($name in $required) {
   if (-not [Environment]::GetEnvironmentVariable($name)) {
@@ -16,7 +16,7 @@ foreach ($name in $required) {
 # deployed Flex app may need a minute. Only whether the key exists is asked for, never its value.
 $attempt = 1
 while ((az functionapp keys list --subscription $env:AZURE_SUBSCRIPTION_ID --resource-group $env:AZURE_RESOURCE_GROUP `
-      --name $env:AZURE_FUNCTION_APP_NAME --query 'systemKeys.eventgrid_extension != null' --output json 2>$null) -ne 'true') {
+      --name $env:AZURE_FUNCTION_APP_NAME --query 'systemKeys.eventgrid_extension != `null`' --output json 2>$null) -ne 'true') {
   if ($attempt -ge 30) {
     throw "postdeploy: $env:AZURE_FUNCTION_APP_NAME has no eventgrid_extension key after 5 minutes; is the code deployed?"
   }
@@ -25,8 +25,8 @@ while ((az functionapp keys list --subscription $env:AZURE_SUBSCRIPTION_ID --res
 }
 
 az deployment group create `
-  --subscription $env:KEY_VAULT_SUBSCRIPTION_ID `
-  --resource-group $env:KEY_VAULT_RESOURCE_GROUP `
+  --subscription $env:KEY_VAULT_SYSTEM_TOPIC_SUBSCRIPTION_ID `
+  --resource-group $env:KEY_VAULT_SYSTEM_TOPIC_RESOURCE_GROUP `
   --name "cmk-rotator-key-vault-events-$env:AZURE_FUNCTION_APP_NAME" `
   --template-file (Join-Path $PSScriptRoot '..' 'key-vault-events.bicep') `
   --parameters `

@@ -5,7 +5,7 @@
 set -eu
 
 for name in AZURE_SUBSCRIPTION_ID AZURE_RESOURCE_GROUP AZURE_FUNCTION_APP_NAME AZURE_FUNCTION_APP_ID \
-  KEY_VAULT_SUBSCRIPTION_ID KEY_VAULT_RESOURCE_GROUP KEY_VAULT_SYSTEM_TOPIC_NAME EVENT_GRID_IDENTITY_ID \
+  KEY_VAULT_SYSTEM_TOPIC_SUBSCRIPTION_ID KEY_VAULT_SYSTEM_TOPIC_RESOURCE_GROUP KEY_VAULT_SYSTEM_TOPIC_NAME EVENT_GRID_IDENTITY_ID \
   DEAD_LETTER_STORAGE_ACCOUNT_ID DEAD_LETTER_CONTAINER_NAME; do
   eval "value=\${$name:-}"
   if [ -z "$value" ]; then
@@ -18,7 +18,7 @@ done
 # deployed Flex app may need a minute. Only whether the key exists is asked for, never its value.
 attempt=1
 until [ "$(az functionapp keys list --subscription "$AZURE_SUBSCRIPTION_ID" --resource-group "$AZURE_RESOURCE_GROUP" \
-  --name "$AZURE_FUNCTION_APP_NAME" --query 'systemKeys.eventgrid_extension != null' --output json 2>/dev/null)" = "true" ]; do
+  --name "$AZURE_FUNCTION_APP_NAME" --query 'systemKeys.eventgrid_extension != `null`' --output json 2>/dev/null)" = "true" ]; do
   if [ "$attempt" -ge 30 ]; then
     echo "postdeploy: $AZURE_FUNCTION_APP_NAME has no eventgrid_extension key after 5 minutes; is the code deployed?" >&2
     exit 1
@@ -28,8 +28,8 @@ until [ "$(az functionapp keys list --subscription "$AZURE_SUBSCRIPTION_ID" --re
 done
 
 az deployment group create \
-  --subscription "$KEY_VAULT_SUBSCRIPTION_ID" \
-  --resource-group "$KEY_VAULT_RESOURCE_GROUP" \
+  --subscription "$KEY_VAULT_SYSTEM_TOPIC_SUBSCRIPTION_ID" \
+  --resource-group "$KEY_VAULT_SYSTEM_TOPIC_RESOURCE_GROUP" \
   --name "cmk-rotator-key-vault-events-$AZURE_FUNCTION_APP_NAME" \
   --template-file "$(dirname "$0")/../key-vault-events.bicep" \
   --parameters \

@@ -7,6 +7,8 @@ param resourceToken string
 param identityId string
 param identityClientId string
 param storageAccountName string
+@description('The storage account\'s primaryEndpoints: blob, queue and table.')
+param storageEndpoints object
 param deploymentContainerUrl string
 param applicationInsightsConnectionString string
 param allowedVaultUrls string
@@ -16,9 +18,6 @@ param keyValidityDays int
 param nearExpiryDays int
 param hubConcurrency int
 param reconcileSchedule string
-
-var resourceManager = environment().resourceManager
-var armEndpoint = endsWith(resourceManager, '/') ? substring(resourceManager, 0, length(resourceManager) - 1) : resourceManager
 
 resource plan 'Microsoft.Web/serverfarms@2024-11-01' = {
   name: 'plan-${resourceToken}'
@@ -77,8 +76,13 @@ resource site 'Microsoft.Web/sites@2024-11-01' = {
   resource appSettings 'config' = {
     name: 'appsettings'
     properties: {
-      // Host storage and the app's tables/blobs, by identity (no connection string exists: shared keys are off).
+      // Host storage and the app's tables, blobs and queues, by identity (no connection string exists: shared keys
+      // are off). The service URIs come from the account, so they are right in every cloud; the account name stays for
+      // code that builds clients from it.
       AzureWebJobsStorage__accountName: storageAccountName
+      AzureWebJobsStorage__blobServiceUri: storageEndpoints.blob
+      AzureWebJobsStorage__queueServiceUri: storageEndpoints.queue
+      AzureWebJobsStorage__tableServiceUri: storageEndpoints.table
       AzureWebJobsStorage__credential: 'managedidentity'
       AzureWebJobsStorage__clientId: identityClientId
       // Telemetry, ingested with the identity (the component's local auth is off).
@@ -93,16 +97,21 @@ resource site 'Microsoft.Web/sites@2024-11-01' = {
       ROTATOR_DEFAULT_KEY_VALIDITY_DAYS: string(keyValidityDays)
       ROTATOR_NEAR_EXPIRY_DAYS: string(nearExpiryDays)
       ROTATOR_HUB_CONCURRENCY: string(hubConcurrency)
-      ROTATOR_ARM_ENDPOINT: armEndpoint
+      // This cloud's ARM endpoint (the app drops the trailing slash).
+      ROTATOR_ARM_ENDPOINT: environment().resourceManager
       ROTATOR_RECONCILE_SCHEDULE: reconcileSchedule
     }
   }
 }
 
 // Deployments authenticate with Entra ID (azd and the CLI use OneDeploy with a token); no publishing passwords.
+// `location` is demanded by the resource provider ("The parameter location has an invalid value" without it), though
+// the published type lacks it (as Azure Verified Modules do, it is set anyway).
 resource scmBasicAuth 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-11-01' = {
   parent: site
   name: 'scm'
+  #disable-next-line BCP187 // the type definition omits location; the resource provider requires it (see above)
+  location: location
   properties: {
     allow: false
   }
@@ -111,6 +120,8 @@ resource scmBasicAuth 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@20
 resource ftpBasicAuth 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-11-01' = {
   parent: site
   name: 'ftp'
+  #disable-next-line BCP187 // the type definition omits location; the resource provider requires it (see above)
+  location: location
   properties: {
     allow: false
   }

@@ -1,12 +1,10 @@
-// The Key Vault the rotator manages (new, or an existing one in its own resource group), the function identity's
-// access to it, and the vault's Event Grid system topic. Deployed into the vault's resource group.
+// The Key Vault the rotator manages (new, or an existing one in any resource group or subscription) and the function
+// identity's access to it. Deployed into the vault's resource group; the vault's system topic is main.bicep's.
 param createVault bool
 param vaultName string
 param location string
 param tags object
-param systemTopicName string
 param functionPrincipalId string
-param eventGridIdentityId string
 param keyValidityDays int
 param notifyDaysBeforeExpiry int
 param exampleKeyCreatedAt string
@@ -42,7 +40,9 @@ resource vault 'Microsoft.KeyVault/vaults@2024-11-01' existing = {
 }
 
 // An example CMK for a new vault: Key Vault publishes KeyNearExpiry `notifyDaysBeforeExpiry` days before `exp`.
-// (An ARM PUT of an existing key changes nothing, so redeployments keep its first expiry.)
+// ARM's PUT of a key only creates it: once the key exists, a redeployment changes neither its expiry nor its rotation
+// policy, whatever keyValidityDays/notifyDaysBeforeExpiry say then. Change the policy with
+// `az keyvault key rotation-policy update` (docs/deployment.md).
 resource exampleKey 'Microsoft.KeyVault/vaults/keys@2024-11-01' = if (createVault) {
   parent: newVault
   name: exampleKeyName
@@ -89,21 +89,7 @@ resource functionCryptoOfficer 'Microsoft.Authorization/roleAssignments@2022-04-
   ]
 }
 
-// Key Vault's events come from this system topic. A module, so its location can be the vault's, read at run time.
-module systemTopic 'key-vault-system-topic.bicep' = {
-  name: 'key-vault-system-topic-${uniqueString(vault.id, systemTopicName)}'
-  params: {
-    name: systemTopicName
-    location: vault.location
-    tags: tags
-    vaultId: vault.id
-    eventGridIdentityId: eventGridIdentityId
-  }
-  dependsOn: [
-    newVault
-  ]
-}
-
 output vaultUrl string = 'https://${vaultName}${environment().suffixes.keyvaultDns}'
 output exampleKeyName string = createVault ? exampleKeyName : ''
-output systemTopicName string = systemTopic.outputs.name
+output vaultId string = vault.id
+output location string = vault.location

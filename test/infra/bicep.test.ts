@@ -1,11 +1,11 @@
 // Checks the Bicep templates by structure (tree-sitter-bicep): syntax, module wiring, the security-relevant
 // resource settings, role assignments, app settings against what the app reads, and the azd/hook wiring.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from '../../src/config';
+import { NOT_SET_IN_AZURE, settingsTheAppReads } from './app-settings';
 import type { BicepFile, BicepResource } from './bicep';
 import {
   arrayItems,
@@ -30,6 +30,7 @@ const BUILT_IN_ROLES: Record<string, string> = {
   'Storage Blob Data Contributor': 'ba92f5b4-2d11-453d-a403-e96b0029c9fe',
   'Storage Table Data Contributor': '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3',
   'Storage Queue Data Message Sender': 'c6a89b2d-59bc-44d0-9896-0f6e12d7b80a',
+  'Storage Queue Data Contributor': '974c5e8b-45b9-4653-ba55-5f855dd0fb88',
   'EventGrid Data Sender': 'd5a91429-5739-47e2-a06b-3470a27159e7',
   'Monitoring Metrics Publisher': '3913510d-42f4-4e42-8a64-420c390055eb',
 };
@@ -40,15 +41,6 @@ const KEY_VAULT_EVENTS = [
   'Microsoft.KeyVault.KeyNewVersionCreated',
 ];
 const FAILURE_OUTCOMES = ['CmkRotator.HubKeyUpdateFailed', 'CmkRotator.RotationFailed'];
-
-/** Settings the app reads that the template leaves unset on purpose. */
-const NOT_SET_IN_AZURE: Record<string, string> = {
-  ROTATOR_OUTCOME_TOPIC_KEY: 'the app publishes with its identity; a topic key would need local auth on the topic',
-  AzureWebJobsStorage: 'a connection string needs shared keys, which are off; AzureWebJobsStorage__accountName is used',
-  AzureWebJobsStorage__tableServiceUri: 'derived from AzureWebJobsStorage__accountName',
-  ROTATOR_HUB_CLAIM_SECONDS: 'the default (600 s) outlasts the longest hub update the app waits for',
-  ROTATOR_HUB_RETRY_SECONDS: 'the default backoff (30 s, then four times longer each attempt) suits Azure',
-};
 
 let files: BicepFile[];
 let all: BicepResource[];
@@ -77,38 +69,6 @@ const text = (r: BicepResource, dottedPath: string): string | undefined => strin
 const raw = (r: BicepResource, dottedPath: string): string | undefined => property(r.body, dottedPath)?.text;
 const strings = (r: BicepResource, dottedPath: string): (string | undefined)[] =>
   arrayItems(property(r.body, dottedPath)).map((n) => stringValue(n));
-
-/** Names of the settings the app reads: its config schema (observed through loadConfig) and %...% binding expressions. */
-function settingsTheAppReads(): { read: Set<string>; required: string[] } {
-  const read = new Set<string>();
-  const env = new Proxy(
-    {},
-    {
-      get: (_target, key) => {
-        if (typeof key === 'string' && /^[A-Za-z_]\w*$/.test(key)) read.add(key);
-        return undefined;
-      },
-    },
-  ) as NodeJS.ProcessEnv;
-  let required: string[] = [];
-  try {
-    loadConfig(env);
-  } catch (error) {
-    if (!(error instanceof ConfigError)) throw error;
-    required = error.problems.map((p) => p.split(':')[0] ?? p);
-  }
-  for (const dir of ['functions', 'src']) {
-    for (const entry of readdirSync(dir, { recursive: true, encoding: 'utf8' })) {
-      if (!entry.endsWith('.ts')) continue;
-      const source = readFileSync(path.join(dir, entry), 'utf8');
-      for (const match of source.matchAll(/['"`]%(\w+)%['"`]|process\.env\.(\w+)|process\.env\[['"](\w+)['"]\]/g)) {
-        const name = match[1] ?? match[2] ?? match[3];
-        if (name) read.add(name);
-      }
-    }
-  }
-  return { read, required };
-}
 
 describe('Bicep syntax and wiring', () => {
   it('finds the templates', () => {
@@ -212,7 +172,8 @@ describe('resources', () => {
   it('delivers the three Key Vault key events to keyVaultEvents, retrying and then dead-lettering with an identity', () => {
     const topic = only('Microsoft.EventGrid/systemTopics');
     expect(text(topic, 'properties.topicType')).toBe('Microsoft.KeyVault.vaults');
-    expect(text(topic, 'identity.type')).toBe('UserAssigned');
+    expect(raw(topic, 'identity.type')).toBe('identityType');
+    expect(raw(topic, 'identity.userAssignedIdentities')).toContain('userAssignedIdentityIds');
 
     const subscription = only('Microsoft.EventGrid/systemTopics/eventSubscriptions');
     expect(subscription.file.path).toBe('infra/key-vault-events.bicep');
@@ -297,6 +258,7 @@ describe('access control', () => {
         'Storage Blob Data Contributor -> eventGridPrincipalId on deadLetterContainer',
         'Storage Blob Data Owner -> functionPrincipalId on account',
         'Storage Queue Data Message Sender -> eventGridPrincipalId on failedOutcomesQueue',
+        'Storage Queue Data Contributor -> functionPrincipalId on account',
         'Storage Table Data Contributor -> functionPrincipalId on account',
         'custom hub key updater -> principalId',
         'custom hub key updater -> principalId',
@@ -317,7 +279,7 @@ describe('access control', () => {
       'Microsoft.Devices/locations/operationresults/read',
     ]);
     expect(arrayItems(property(permissions, 'notActions'))).toEqual([]);
-    expect(raw(role, 'properties.assignableScopes')).toContain('targetSubscriptionIds');
+    expect(raw(role, 'properties.assignableScopes')).toContain('hubSubscriptionList(hubSubscriptionIds');
   });
 });
 
@@ -343,6 +305,9 @@ describe('app settings', () => {
     expect(set).toEqual(
       expect.arrayContaining([
         'AzureWebJobsStorage__accountName',
+        'AzureWebJobsStorage__blobServiceUri',
+        'AzureWebJobsStorage__queueServiceUri',
+        'AzureWebJobsStorage__tableServiceUri',
         'AzureWebJobsStorage__clientId',
         'AZURE_CLIENT_ID',
         'APPLICATIONINSIGHTS_CONNECTION_STRING',
@@ -371,8 +336,8 @@ describe('azd', () => {
       AZURE_RESOURCE_GROUP: 'rg-dev',
       AZURE_FUNCTION_APP_NAME: 'func-abc',
       AZURE_FUNCTION_APP_ID: '/subscriptions/1111/resourceGroups/rg-dev/providers/Microsoft.Web/sites/func-abc',
-      KEY_VAULT_SUBSCRIPTION_ID: '22222222-2222-2222-2222-222222222222',
-      KEY_VAULT_RESOURCE_GROUP: 'rg-vault',
+      KEY_VAULT_SYSTEM_TOPIC_SUBSCRIPTION_ID: '22222222-2222-2222-2222-222222222222',
+      KEY_VAULT_SYSTEM_TOPIC_RESOURCE_GROUP: 'rg-topic',
       KEY_VAULT_SYSTEM_TOPIC_NAME: 'evgs-kv',
       EVENT_GRID_IDENTITY_ID:
         '/subscriptions/1111/resourceGroups/rg-dev/providers/Microsoft.ManagedIdentity/userAssignedIdentities/id-evgt',
@@ -405,7 +370,7 @@ describe('azd', () => {
       expect(used.filter((name) => !provided.includes(name))).toEqual([]);
     });
 
-    it('waits for the eventgrid_extension key, then deploys key-vault-events.bicep into the vault resource group', () => {
+    it('waits for the eventgrid_extension key, then deploys key-vault-events.bicep into the topic resource group', () => {
       withFakeAz((dir, callsFile) => {
         execFileSync('sh', ['infra/hooks/postdeploy.sh'], { env: hookEnv(dir), stdio: 'pipe' });
         const [keyQuery, deployment] = readFileSync(callsFile, 'utf8')
@@ -423,14 +388,14 @@ describe('azd', () => {
           '--name',
           'func-abc',
           '--query',
-          'systemKeys.eventgrid_extension != null',
+          'systemKeys.eventgrid_extension != `null`',
           '--output',
           'json',
         ]);
         expect(deployment!.slice(0, 3)).toEqual(['deployment', 'group', 'create']);
         const option = (flag: string): string | undefined => deployment![deployment!.indexOf(flag) + 1];
         expect(option('--subscription')).toBe('22222222-2222-2222-2222-222222222222');
-        expect(option('--resource-group')).toBe('rg-vault');
+        expect(option('--resource-group')).toBe('rg-topic');
         expect(path.resolve(option('--template-file')!)).toBe(path.resolve('infra/key-vault-events.bicep'));
         const start = deployment!.indexOf('--parameters') + 1;
         const passed = deployment!.slice(start, deployment!.indexOf('--output'));
