@@ -39,11 +39,6 @@ param keyValidityDays int = 90
 @description('Days before expiry at which a key counts as near expiry: Key Vault\'s KeyNearExpiry for the example key (set only when the key is created), and the rotator\'s ROTATOR_NEAR_EXPIRY_DAYS. Must be less than keyValidityDays.')
 param notifyDaysBeforeExpiry int = 30
 
-@minValue(1)
-@maxValue(5000)
-@description('How many hubs the rotator keeps in flight at once; ARM writes are paced per subscription regardless.')
-param hubConcurrency int = 1000
-
 @description('NCRONTAB schedule of the drift reconciliation timer.')
 param reconcileSchedule string = '0 0 * * * *'
 
@@ -189,7 +184,6 @@ module functionApp 'modules/function-app.bicep' = {
     outcomeTopicEndpoint: outcomes.outputs.topicEndpoint
     keyValidityDays: keyValidityDays
     nearExpiryDays: nearExpiryDays
-    hubConcurrency: hubConcurrency
     reconcileSchedule: reconcileSchedule
   }
 }

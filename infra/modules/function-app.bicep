@@ -16,7 +16,6 @@ param hubSubscriptionIds string
 param outcomeTopicEndpoint string
 param keyValidityDays int
 param nearExpiryDays int
-param hubConcurrency int
 param reconcileSchedule string
 
 resource plan 'Microsoft.Web/serverfarms@2024-11-01' = {
@@ -96,7 +95,6 @@ resource site 'Microsoft.Web/sites@2024-11-01' = {
       ROTATOR_OUTCOME_TOPIC_ENDPOINT: outcomeTopicEndpoint
       ROTATOR_DEFAULT_KEY_VALIDITY_DAYS: string(keyValidityDays)
       ROTATOR_NEAR_EXPIRY_DAYS: string(nearExpiryDays)
-      ROTATOR_HUB_CONCURRENCY: string(hubConcurrency)
       // This cloud's ARM endpoint (the app drops the trailing slash).
       ROTATOR_ARM_ENDPOINT: environment().resourceManager
       ROTATOR_RECONCILE_SCHEDULE: reconcileSchedule

@@ -30,6 +30,10 @@ resource hubKeyUpdaterRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' 
           'Microsoft.Devices/IotHubs/read'
           'Microsoft.Devices/IotHubs/write'
           'Microsoft.Devices/locations/operationresults/read'
+          // ARM's linked access check: a PUT whose body names user-assigned identities (a CMK hub's does, even
+          // unchanged) needs assign/action on each of them. Covers identities in the hub subscriptions; identities
+          // elsewhere need Managed Identity Operator granted there (docs/deployment.md).
+          'Microsoft.ManagedIdentity/userAssignedIdentities/assign/action'
         ]
         notActions: []
       }

@@ -277,6 +277,8 @@ describe('access control', () => {
       'Microsoft.Devices/IotHubs/read',
       'Microsoft.Devices/IotHubs/write',
       'Microsoft.Devices/locations/operationresults/read',
+      // Linked access check on the hub's user-assigned identities, which every PUT of a CMK hub names.
+      'Microsoft.ManagedIdentity/userAssignedIdentities/assign/action',
     ]);
     expect(arrayItems(property(permissions, 'notActions'))).toEqual([]);
     expect(raw(role, 'properties.assignableScopes')).toContain('hubSubscriptionList(hubSubscriptionIds');

@@ -213,6 +213,8 @@ describe('access (compiled)', () => {
           'Microsoft.Devices/IotHubs/read',
           'Microsoft.Devices/IotHubs/write',
           'Microsoft.Devices/locations/operationresults/read',
+          // Linked access check on the hub's user-assigned identities, which every PUT of a CMK hub names.
+          'Microsoft.ManagedIdentity/userAssignedIdentities/assign/action',
         ],
         notActions: [],
       },
