@@ -23,6 +23,8 @@ function setup() {
   };
 }
 
+const decode = (text: string): unknown => JSON.parse(Buffer.from(text, 'base64').toString('utf8'));
+
 const message = (step: number, hub = 'hub-1'): HubStepMessage => ({
   key: { vaultUrl: 'https://demo.vault.azure.net', name: 'hub-cmk' },
   targetVersion: 'c7254b6c8a5f4e0b9d1e2f3a4b5c6d7e',
@@ -41,7 +43,7 @@ describe('StorageStepQueue', () => {
     const texts = (await visible()).map((m) => m.messageText);
     expect(texts).toHaveLength(2);
     for (const text of texts) expect(text).toMatch(/^[A-Za-z0-9+/]+=*$/);
-    const decoded = texts.map((text) => parseStepMessage(JSON.parse(Buffer.from(text, 'base64').toString('utf8'))));
+    const decoded = texts.map((text) => parseStepMessage(decode(text)));
     expect(decoded.map((m) => m.hubId.split('/').pop()).sort()).toEqual(['a', 'b']);
     expect(decoded[0]).toEqual(message(0, decoded[0]!.hubId.split('/').pop()));
     expect(await queue.send([], 0)).toEqual([]);
@@ -55,7 +57,7 @@ describe('StorageStepQueue', () => {
     expect(await count()).toBe(2);
     await vi.waitFor(async () => expect(await visible()).toHaveLength(1), { timeout: 10_000, interval: 250 });
     const [shown] = await visible();
-    expect(JSON.parse(Buffer.from(shown!.messageText, 'base64').toString('utf8'))).toEqual(message(2));
+    expect(decode(shown!.messageText)).toEqual(message(2));
   });
 
   it('reschedule brings a waiting message forward, with the new content', async () => {
@@ -63,7 +65,7 @@ describe('StorageStepQueue', () => {
     const [receipt] = await queue.send([message(1)], HOUR);
     expect(await queue.reschedule(receipt!, message(2), 0)).toBe(true);
     const shown = await visible();
-    expect(shown.map((m) => JSON.parse(Buffer.from(m.messageText, 'base64').toString('utf8')))).toEqual([message(2)]);
+    expect(shown.map((m) => decode(m.messageText))).toEqual([message(2)]);
     expect(await count()).toBe(1);
   });
 

@@ -44,7 +44,12 @@ describe('TableLeaseLock', () => {
     const k = key();
     await t.createTable();
     const partitionKey = `demo.vault.azure.net|${k.name}`;
-    await t.createEntity({ partitionKey, rowKey: 'create-version', holder: 'dead', expiresAt: new Date(Date.now() - 1) });
+    await t.createEntity({
+      partitionKey,
+      rowKey: 'create-version',
+      holder: 'dead',
+      expiresAt: new Date(Date.now() - 1),
+    });
     expect(await new TableLeaseLock(t).runExclusive(k, () => Promise.resolve('ran'))).toBe('ran');
 
     await t.createEntity({

@@ -38,7 +38,19 @@ describe('function registrations (dist/main.js, as built by npm run build)', () 
       reconcileNow: { trigger: 'httpTrigger', route: 'reconcile', methods: ['POST'], authLevel: 'function' },
       reconcile: { trigger: 'timerTrigger', schedule: '0 */30 * * * *' },
       health: { trigger: 'httpTrigger', route: 'health', methods: ['GET'], authLevel: 'anonymous' },
+      jobStatus: { trigger: 'httpTrigger', route: 'jobs/{id}', methods: ['GET'], authLevel: 'function' },
+      hubSteps: { trigger: 'queueTrigger' },
+      hubStepsPoison: { trigger: 'queueTrigger' },
     });
+  });
+
+  it('binds the step functions to the step queue and its poison queue, on the app’s own storage', () => {
+    const queueOf = (name: string) => {
+      const fn = loaded.functions.find((f) => f.name === name)!;
+      return Object.values(fn.bindings).map((b) => [b.type, b.direction, b.queueName, b.connection]);
+    };
+    expect(queueOf('hubSteps')).toEqual([['queueTrigger', 'in', 'hub-steps', 'AzureWebJobsStorage']]);
+    expect(queueOf('hubStepsPoison')).toEqual([['queueTrigger', 'in', 'hub-steps-poison', 'AzureWebJobsStorage']]);
   });
 
   it('binds HTTP functions to an http output and the Event Grid function to an eventGridTrigger input', () => {

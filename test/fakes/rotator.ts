@@ -59,7 +59,22 @@ export function fakeRotator(settings: Partial<RotationSettings> = {}) {
     (app: ReturnType<typeof createRotator> = rotator) =>
     (message: HubStepMessage) =>
       app.advanceHub(message, invocation);
-  return { clock, keyVault, hubs, audit, outcomes, jobs, steps, log, rotator, invocation, drain, deps, instance, worker };
+  return {
+    clock,
+    keyVault,
+    hubs,
+    audit,
+    outcomes,
+    jobs,
+    steps,
+    log,
+    rotator,
+    invocation,
+    drain,
+    deps,
+    instance,
+    worker,
+  };
 }
 
 export type FakeRotator = ReturnType<typeof fakeRotator>;

@@ -31,11 +31,11 @@ describe('loadConfig', () => {
       ROTATOR_OUTCOME_TOPIC_ENDPOINT: 'https://outcomes.westeurope-1.eventgrid.azure.net/api/events/',
       ROTATOR_OUTCOME_TOPIC_KEY: TOPIC_KEY,
       ROTATOR_DEFAULT_KEY_VALIDITY_DAYS: ' 180 ',
-      ROTATOR_HUB_CONCURRENCY: '32',
       ROTATOR_NEAR_EXPIRY_DAYS: '14',
-      ROTATOR_HUB_CLAIM_SECONDS: '120',
+      ROTATOR_HUB_CLAIM_SECONDS: '300',
       ROTATOR_HUB_RETRY_SECONDS: '0',
       ROTATOR_ARM_ENDPOINT: 'https://management.usgovcloudapi.net/',
+      ROTATOR_IOTHUB_API_VERSION: ' 2023-06-30-preview ',
       ROTATOR_RECONCILE_SCHEDULE: '0 */30 * * * *',
       AZURE_CLIENT_ID: '00000000-0000-0000-0000-0000000000cc',
       AzureWebJobsStorage: STORAGE,
@@ -46,11 +46,11 @@ describe('loadConfig', () => {
       subscriptionIds: [SUB_A, SUB_B.toLowerCase()],
       outcomeTopic: { endpoint: 'https://outcomes.westeurope-1.eventgrid.azure.net/api/events', key: TOPIC_KEY },
       defaultKeyValidityDays: 180,
-      hubConcurrency: 32,
       nearExpiryDays: 14,
-      hubClaimSeconds: 120,
+      hubClaimSeconds: 300,
       hubRetrySeconds: 0,
       armEndpoint: 'https://management.usgovcloudapi.net',
+      iotHubApiVersion: '2023-06-30-preview',
       reconcileSchedule: '0 */30 * * * *',
       managedIdentityClientId: '00000000-0000-0000-0000-0000000000cc',
       storage: { kind: 'connectionString', connectionString: STORAGE },
@@ -61,7 +61,8 @@ describe('loadConfig', () => {
     expect(
       loadConfig({
         ...MINIMAL,
-        ROTATOR_HUB_CONCURRENCY: '  ',
+        ROTATOR_HUB_CLAIM_SECONDS: '  ',
+        ROTATOR_IOTHUB_API_VERSION: '',
         ROTATOR_OUTCOME_TOPIC_ENDPOINT: '',
         AZURE_CLIENT_ID: '',
       }),
@@ -69,11 +70,11 @@ describe('loadConfig', () => {
       allowedVaults: ['https://contoso.vault.azure.net'],
       subscriptionIds: [SUB_A],
       defaultKeyValidityDays: 90,
-      hubConcurrency: 1000,
       nearExpiryDays: 30,
-      hubClaimSeconds: 600,
+      hubClaimSeconds: 120,
       hubRetrySeconds: 30,
       armEndpoint: 'https://management.azure.com',
+      iotHubApiVersion: '2025-08-01-preview',
       reconcileSchedule: '0 0 * * * *',
       storage: { kind: 'connectionString', connectionString: 'UseDevelopmentStorage=true' },
     });
@@ -92,7 +93,7 @@ describe('loadConfig', () => {
     const error = configError({
       ROTATOR_SUBSCRIPTION_IDS: `${SUB_A},not-a-guid`,
       ROTATOR_DEFAULT_KEY_VALIDITY_DAYS: 'ninety',
-      ROTATOR_HUB_CONCURRENCY: '0',
+      ROTATOR_HUB_CLAIM_SECONDS: '0',
       ROTATOR_ARM_ENDPOINT: 'http://management.azure.com',
     });
     const settings = error.problems.map((p) => p.split(':')[0]);
@@ -102,13 +103,13 @@ describe('loadConfig', () => {
         'ROTATOR_ALLOWED_VAULTS',
         'ROTATOR_ARM_ENDPOINT',
         'ROTATOR_DEFAULT_KEY_VALIDITY_DAYS',
-        'ROTATOR_HUB_CONCURRENCY',
+        'ROTATOR_HUB_CLAIM_SECONDS',
         'ROTATOR_SUBSCRIPTION_IDS',
       ].sort(),
     );
     expect(error.message).toContain('"not-a-guid" is not a subscription id');
     expect(error.message).toContain('must be a whole number from 1 to 3650 (got "ninety")');
-    expect(error.message).toContain('ROTATOR_HUB_CONCURRENCY: must be a whole number from 1 to');
+    expect(error.message).toContain('ROTATOR_HUB_CLAIM_SECONDS: must be a whole number from 1 to 3600');
     expect(error.message).toContain('(got "0")');
     for (const problem of error.problems) expect(error.message).toContain(problem);
   });
@@ -137,7 +138,7 @@ describe('loadConfig', () => {
     expect(configError({ ...MINIMAL, ROTATOR_DEFAULT_KEY_VALIDITY_DAYS: value }).problems).toHaveLength(1);
   });
 
-  it('uses identity-based storage from the account name', () => {
+  it('uses identity-based storage (tables and queues) from the account name', () => {
     const config = loadConfig({
       ROTATOR_ALLOWED_VAULTS: MINIMAL.ROTATOR_ALLOWED_VAULTS,
       ROTATOR_SUBSCRIPTION_IDS: SUB_A,
@@ -147,26 +148,70 @@ describe('loadConfig', () => {
     expect(config.storage).toEqual({
       kind: 'identity',
       tableUrl: 'https://cmkrotator.table.core.windows.net',
+      queueUrl: 'https://cmkrotator.queue.core.windows.net',
       clientId: '00000000-0000-0000-0000-0000000000dd',
     });
   });
 
-  it('uses identity-based storage from an explicit table service URI', () => {
+  it('uses identity-based storage from explicit table and queue service URIs', () => {
     const config = loadConfig({
       ROTATOR_ALLOWED_VAULTS: MINIMAL.ROTATOR_ALLOWED_VAULTS,
       ROTATOR_SUBSCRIPTION_IDS: SUB_A,
       AzureWebJobsStorage__tableServiceUri: 'https://cmk.table.core.usgovcloudapi.net/',
+      AzureWebJobsStorage__queueServiceUri: 'https://cmk.queue.core.usgovcloudapi.net/',
     });
-    expect(config.storage).toEqual({ kind: 'identity', tableUrl: 'https://cmk.table.core.usgovcloudapi.net' });
+    expect(config.storage).toEqual({
+      kind: 'identity',
+      tableUrl: 'https://cmk.table.core.usgovcloudapi.net',
+      queueUrl: 'https://cmk.queue.core.usgovcloudapi.net',
+    });
   });
 
-  it('refuses identity-based storage without a table endpoint', () => {
+  it.each([
+    ['no endpoint at all', { AzureWebJobsStorage__clientId: '00000000-0000-0000-0000-0000000000dd' }],
+    ['only the table endpoint', { AzureWebJobsStorage__tableServiceUri: 'https://cmk.table.core.windows.net' }],
+    ['only the queue endpoint', { AzureWebJobsStorage__queueServiceUri: 'https://cmk.queue.core.windows.net' }],
+  ])('refuses identity-based storage with %s', (_what, settings) => {
     const error = configError({
       ROTATOR_ALLOWED_VAULTS: MINIMAL.ROTATOR_ALLOWED_VAULTS,
       ROTATOR_SUBSCRIPTION_IDS: SUB_A,
-      AzureWebJobsStorage__clientId: '00000000-0000-0000-0000-0000000000dd',
+      ...settings,
     });
-    expect(error.problems).toEqual([expect.stringMatching(/^AzureWebJobsStorage: is required/)]);
+    expect(error.problems).toEqual([expect.stringMatching(/^AzureWebJobsStorage: is required.*__queueServiceUri/)]);
+  });
+
+  it('refuses a queue service URI that is not https', () => {
+    const error = configError({
+      ...MINIMAL,
+      AzureWebJobsStorage__queueServiceUri: 'http://cmk.queue.core.windows.net',
+    });
+    expect(error.problems).toEqual([
+      expect.stringMatching(/^AzureWebJobsStorage__queueServiceUri: must be an https URL/),
+    ]);
+  });
+
+  it('ignores the retired ROTATOR_HUB_CONCURRENCY (hub steps are scaled by the platform now)', () => {
+    const config = loadConfig({ ...MINIMAL, ROTATOR_HUB_CONCURRENCY: '0' });
+    expect(config).not.toHaveProperty('hubConcurrency');
+  });
+
+  it.each(['2023-06-30-preview', '2025-08-01-preview', '2030-01-01-preview'])(
+    'takes ROTATOR_IOTHUB_API_VERSION=%s (a preview with encryption settings)',
+    (version) => {
+      expect(loadConfig({ ...MINIMAL, ROTATOR_IOTHUB_API_VERSION: version }).iotHubApiVersion).toBe(version);
+    },
+  );
+
+  it.each([
+    ['2023-06-30', /must be a preview api-version/],
+    ['2025-08-01', /must be a preview api-version/],
+    ['2022-04-30-preview', /must be 2023-06-30-preview or later/],
+    ['latest', /must be a preview api-version/],
+  ])('refuses ROTATOR_IOTHUB_API_VERSION=%s (a PUT with it would drop the hub’s key settings)', (version, why) => {
+    const error = configError({ ...MINIMAL, ROTATOR_IOTHUB_API_VERSION: version });
+    expect(error.problems.length).toBeGreaterThan(0);
+    for (const problem of error.problems) expect(problem).toMatch(/^ROTATOR_IOTHUB_API_VERSION: /);
+    expect(error.problems[0]).toMatch(why);
   });
 
   it('refuses a topic key without a topic endpoint, without echoing the key', () => {
@@ -190,7 +235,7 @@ describe('loadConfig', () => {
     const error = configError({
       ROTATOR_ALLOWED_VAULTS: 'http://contoso.vault.azure.net',
       ROTATOR_SUBSCRIPTION_IDS: 'nope',
-      ROTATOR_HUB_CONCURRENCY: '100000',
+      ROTATOR_HUB_CLAIM_SECONDS: '100000',
       ROTATOR_OUTCOME_TOPIC_ENDPOINT: 'not a url',
       ROTATOR_OUTCOME_TOPIC_KEY: TOPIC_KEY,
       AzureWebJobsStorage: STORAGE,

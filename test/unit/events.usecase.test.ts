@@ -58,7 +58,10 @@ describe('a Key Vault event', () => {
     const put = t.hubs.puts.find((p) => p.hubId === h1)!;
     keyIdentifierOf(before).keyIdentifier = created.id;
     expect(put.body).toEqual(before);
-    expect(t.hubs.puts.map((p) => p.ifMatch)).toEqual([expect.stringMatching(/^"etag-/), expect.stringMatching(/^"etag-/)]);
+    expect(t.hubs.puts.map((p) => p.ifMatch)).toEqual([
+      expect.stringMatching(/^"etag-/),
+      expect.stringMatching(/^"etag-/),
+    ]);
     expect(t.audit.records.map((r) => r.result).sort()).toEqual(['moved', 'moved', 'rotated']);
     expect(t.outcomes.sent.map((o) => o.type).sort()).toEqual([
       'CmkRotator.HubKeyUpdated',
@@ -203,7 +206,10 @@ describe('a Key Vault event', () => {
   it('ignores other Key Vault event types, recording and planning nothing', async () => {
     const t = fakeRotator();
     const report = await t.rotator.handleEvent(
-      { ...keyVaultEvent('KeyNearExpiry', `${VAULT}/keys/hub-cmk/abc`), eventType: 'Microsoft.KeyVault.SecretNearExpiry' },
+      {
+        ...keyVaultEvent('KeyNearExpiry', `${VAULT}/keys/hub-cmk/abc`),
+        eventType: 'Microsoft.KeyVault.SecretNearExpiry',
+      },
       t.invocation,
     );
     expect(report.status).toBe('ignored');
@@ -237,7 +243,9 @@ describe('a Key Vault event', () => {
     ).rejects.toBeInstanceOf(UpstreamUnavailableError);
 
     expect(t.steps.sent).toBe(0);
-    expect(t.audit.records).toEqual([expect.objectContaining({ result: 'retrying', errorCode: 'UPSTREAM_UNAVAILABLE' })]);
+    expect(t.audit.records).toEqual([
+      expect.objectContaining({ result: 'retrying', errorCode: 'UPSTREAM_UNAVAILABLE' }),
+    ]);
     expect(t.outcomes.sent).toHaveLength(0);
   });
 

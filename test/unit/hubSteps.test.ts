@@ -164,8 +164,9 @@ describe('a hub’s steps', () => {
     // Our PUT whose acceptance the ledger never saw: the hub shows the target while ARM still applies it.
     const stored = t.hubs.hubs.get(hubs[0]!)!;
     stored.body = structuredClone(stored.body);
-    (stored.body.properties as { encryption: { keyVaultProperties: { keyIdentifier: string }[] } }).encryption
-      .keyVaultProperties[0]!.keyIdentifier = v2.id;
+    (
+      stored.body.properties as { encryption: { keyVaultProperties: { keyIdentifier: string }[] } }
+    ).encryption.keyVaultProperties[0]!.keyIdentifier = v2.id;
     (stored.body.properties as JsonObject).provisioningState = 'Updating';
     await t.drain({ maxMessages: 3 });
     expect((await t.rotator.job(jobId)).hubs[0]?.result).toBe('in-flight');

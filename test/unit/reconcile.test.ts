@@ -17,7 +17,9 @@ describe('reconcile', () => {
     const report = await t.rotator.reconcile(t.invocation);
 
     expect(report).toMatchObject({ keysScanned: 1, failures: [] });
-    expect(report.drift).toEqual([expect.objectContaining({ kind: 'key-near-expiry', keyId: `${VAULT}/keys/hub-cmk` })]);
+    expect(report.drift).toEqual([
+      expect.objectContaining({ kind: 'key-near-expiry', keyId: `${VAULT}/keys/hub-cmk` }),
+    ]);
     expect(t.keyVault.created).toHaveLength(1);
     expect(report.rotations).toEqual([expect.objectContaining({ status: 'in-progress', trigger: 'reconcile' })]);
     await t.drain();
