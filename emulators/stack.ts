@@ -7,7 +7,7 @@ import { startArmEmulator } from './arm';
 import type { RunningArmEmulator } from './arm';
 import { EmulatorClock } from './clock';
 import { startEventGridEmulator } from './eventgrid';
-import type { EventGridEmulator } from './eventgrid';
+import type { EventGridEmulator, EventGridEmulatorOptions } from './eventgrid';
 import { startIdentityEndpoint } from './identity';
 import type { RunningIdentityEndpoint } from './identity';
 import { KEY_VAULT_HOST_PATTERN, startKeyVaultEmulator } from './keyvault';
@@ -41,7 +41,9 @@ export interface StackOptions {
   /** Milliseconds between Event Grid delivery attempts (Event Grid's schedule, compressed). */
   retrySchedule?: number[];
   maxDeliveryAttempts?: number;
-  /** How long an IoT hub update stays InProgress. */
+  /** Event Grid's time scale, response deadline and delayed delivery (see EventGridEmulatorOptions). */
+  eventGrid?: Pick<EventGridEmulatorOptions, 'timeScale' | 'responseTimeoutMs' | 'delayedDelivery'>;
+  /** How long an IoT hub update stays InProgress (per hub: `arm.timing.setHub`). */
   asyncOperationDelayMs?: number;
   retryAfterSeconds?: number;
   armPageSize?: number;
@@ -119,6 +121,7 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
         ...(ports.eventGrid ? { port: ports.eventGrid } : {}),
         ...(options.retrySchedule ? { retrySchedule: options.retrySchedule } : {}),
         ...(options.maxDeliveryAttempts ? { maxDeliveryAttempts: options.maxDeliveryAttempts } : {}),
+        ...options.eventGrid,
       }),
     );
     const keyVault = track(

@@ -2,15 +2,19 @@
 // controls tests get in-process, so the sandbox can seed hubs and inject faults over HTTP.
 import { z } from 'zod';
 import { ArmError } from './errors';
-import type { OperationFailure, RequestFault, RequestLogEntry, ThrottlingSettings } from './faults';
+import type { OperationFailure, RequestFault, RequestLogEntry } from './faults';
 import { parseInput } from './faults';
 import type { HubDataCheck } from './hub-data';
 import type { JsonObject } from './hub-model';
 import type { HubRef } from './hub-store';
+import type { RequestKind, ThrottlingSettings } from './throttling';
+import type { EffectiveTiming, OperationTimingInput } from './timing';
 
 export interface HubSeed extends HubRef {
   /** A preview-api PUT body. */
   hub: JsonObject;
+  /** The hub's own operation timing (else the emulator-wide one applies). */
+  timing?: OperationTimingInput;
 }
 
 export interface ArmEmulatorControl {
@@ -27,8 +31,21 @@ export interface ArmEmulatorControl {
     failNextOperations(failure?: OperationFailure): void;
     /** The hub's ETag changes just before its next `count` writes, as if another client wrote first. */
     raceEtag(ref: HubRef, count?: number): void;
+    /** ARM's subscription buckets: `{ enabled, reads?, writes?, deletes? }` (see ThrottlingSettings). */
     setThrottling(settings: ThrottlingSettings): void;
+    /** The buckets in force: `{ read?, write?, delete? }`, each `{ burst, refillPerSecond }`. */
+    throttling(): Partial<Record<RequestKind, { burst: number; refillPerSecond: number }>>;
+    /** Clears injected faults and turns throttling off. */
     clear(): void;
+  };
+  /** How long hub operations run and the Retry-After they advertise. */
+  timing: {
+    /** Emulator-wide: replaces the given fields of the defaults. */
+    setDefaults(timing: OperationTimingInput): void;
+    /** One hub's own timing (the hub need not exist yet); `null` returns it to the defaults. */
+    setHub(ref: HubRef, timing: OperationTimingInput | null): void;
+    /** The timing in force for a hub, or the defaults. */
+    of(ref?: HubRef): EffectiveTiming;
   };
   requests(): RequestLogEntry[];
   clearRequests(): void;
@@ -41,7 +58,7 @@ const hubRefSchema = z.strictObject({
   resourceGroupName: z.string().min(1),
   name: z.string().min(1),
 });
-const seedSchema = hubRefSchema.extend({ hub: z.looseObject({}) });
+const seedSchema = hubRefSchema.extend({ hub: z.looseObject({}), timing: z.looseObject({}).optional() });
 const etagRaceSchema = hubRefSchema.extend({ count: z.number().int().min(1).default(1) });
 
 interface AdminReply {
@@ -49,7 +66,7 @@ interface AdminReply {
   body?: unknown;
 }
 
-const HUB_PATH = /^\/_admin\/hubs\/([^/]+)\/([^/]+)\/([^/]+?)(\/data)?$/;
+const HUB_PATH = /^\/_admin\/hubs\/([^/]+)\/([^/]+)\/([^/]+?)(?:\/(data|timing))?$/;
 
 function parseBody(raw: Buffer): unknown {
   if (raw.length === 0) return {};
@@ -91,6 +108,13 @@ export async function handleAdmin(
     case 'PUT /_admin/throttling':
       control.faults.setThrottling(parseBody(raw) as ThrottlingSettings);
       return done;
+    case 'GET /_admin/throttling':
+      return { status: 200, body: control.faults.throttling() };
+    case 'PUT /_admin/timing':
+      control.timing.setDefaults(parseBody(raw) as OperationTimingInput);
+      return done;
+    case 'GET /_admin/timing':
+      return { status: 200, body: control.timing.of() };
     case 'DELETE /_admin/faults':
       control.faults.clear();
       return done;
@@ -103,23 +127,36 @@ export async function handleAdmin(
       control.reset();
       return done;
   }
-  const hubMatch = method === 'GET' ? HUB_PATH.exec(url.pathname) : null;
+  const hubMatch = HUB_PATH.exec(url.pathname);
   if (hubMatch) {
     const ref: HubRef = {
       subscriptionId: decodeURIComponent(hubMatch[1] ?? ''),
       resourceGroupName: decodeURIComponent(hubMatch[2] ?? ''),
       name: decodeURIComponent(hubMatch[3] ?? ''),
     };
-    if (hubMatch[4]) return { status: 200, body: await control.checkHubData(ref) };
-    const hub = control.getHub(ref);
-    if (!hub) throw new ArmError(404, 'ResourceNotFound', `No IoT hub '${ref.name}' in '${ref.resourceGroupName}'.`);
-    return { status: 200, body: hub };
+    const what = hubMatch[4];
+    if (what === 'timing' && method === 'PUT') {
+      control.timing.setHub(ref, parseBody(raw) as OperationTimingInput);
+      return done;
+    }
+    if (what === 'timing' && method === 'DELETE') {
+      control.timing.setHub(ref, null);
+      return done;
+    }
+    if (what === 'timing' && method === 'GET') return { status: 200, body: control.timing.of(ref) };
+    if (what === 'data' && method === 'GET') return { status: 200, body: await control.checkHubData(ref) };
+    if (what === undefined && method === 'GET') {
+      const hub = control.getHub(ref);
+      if (!hub) throw new ArmError(404, 'ResourceNotFound', `No IoT hub '${ref.name}' in '${ref.resourceGroupName}'.`);
+      return { status: 200, body: hub };
+    }
   }
   throw new ArmError(
     404,
     'NotFound',
     `No admin route ${route}. Routes: GET|POST /_admin/hubs, GET /_admin/hubs/{sub}/{rg}/{name}[/data], ` +
+      'GET|PUT|DELETE /_admin/hubs/{sub}/{rg}/{name}/timing, GET|PUT /_admin/timing, ' +
       'PUT /_admin/faults/latency, POST /_admin/faults/{requests|operations|etag-races}, DELETE /_admin/faults, ' +
-      'PUT /_admin/throttling, GET|DELETE /_admin/requests, POST /_admin/reset.',
+      'GET|PUT /_admin/throttling, GET|DELETE /_admin/requests, POST /_admin/reset.',
   );
 }

@@ -1,7 +1,7 @@
 // Fault injection for the ARM emulator: the failures a rotator meets in Azure (latency, 429/5xx, lost ETag races,
-// failed long-running operations, subscription write throttling), switchable in-process or over the admin API.
+// failed long-running operations), switchable in-process or over the admin API.
 import { z } from 'zod';
-import { ArmError, formatPath } from './errors';
+import { ArmError, formatPath, iotHubError } from './errors';
 
 const requestFaultSchema = z.strictObject({
   /** How many matching requests get the error. */
@@ -13,6 +13,8 @@ const requestFaultSchema = z.strictObject({
   path: z.string().min(1).optional(),
   /** Retry-After for 429/503; the emulator's retryAfterSeconds when omitted. */
   retryAfterSeconds: z.number().int().min(0).optional(),
+  /** Who answers: ARM's front door (`{ error: { code, message } }`, the default) or the IoT Hub RP (ErrorDetails). */
+  shape: z.enum(['arm', 'iothub']).default('arm'),
 });
 export type RequestFault = z.input<typeof requestFaultSchema>;
 
@@ -22,14 +24,6 @@ const operationFailureSchema = z.strictObject({
   message: z.string().min(1).default('The operation failed because of an internal error (injected fault).'),
 });
 export type OperationFailure = z.input<typeof operationFailureSchema>;
-
-const throttlingSchema = z.strictObject({
-  enabled: z.boolean(),
-  /** ARM's subscription write bucket: 200 tokens, refilled at 10 per second. */
-  burst: z.number().int().min(1).default(200),
-  refillPerSecond: z.number().positive().default(10),
-});
-export type ThrottlingSettings = z.input<typeof throttlingSchema>;
 
 const latencySchema = z.strictObject({ ms: z.number().int().min(0) });
 
@@ -49,21 +43,14 @@ const STATUS_CODES: Record<number, { code: string; message: string }> = {
   503: { code: 'ServiceUnavailable', message: 'The service is temporarily unavailable (injected fault).' },
   504: { code: 'GatewayTimeout', message: 'The gateway timed out (injected fault).' },
 };
-
-interface WriteBucket {
-  tokens: number;
-  updatedAtMs: number;
-}
-
-export type WriteTokenResult = { allowed: true; remaining: number } | { allowed: false; retryAfterSeconds: number };
+/** IoT Hub's own codes for these statuses (ThrottlingException 429001, ServerError 500001, GatewayTimeout 504101, …). */
+const IOT_HUB_CODES: Record<number, number> = { 429: 429001, 500: 500001, 502: 502001, 503: 503001, 504: 504101 };
 
 export class FaultInjector {
   latencyMs = 0;
   private requestFaults: Array<z.output<typeof requestFaultSchema>> = [];
   private operationFailures: Array<z.output<typeof operationFailureSchema>> = [];
   private readonly etagRaces = new Map<string, number>();
-  private throttling: z.output<typeof throttlingSchema> | undefined;
-  private readonly buckets = new Map<string, WriteBucket>();
 
   constructor(private readonly defaultRetryAfterSeconds: number) {}
 
@@ -83,19 +70,11 @@ export class FaultInjector {
     this.etagRaces.set(hubKey, (this.etagRaces.get(hubKey) ?? 0) + count);
   }
 
-  setThrottling(input: unknown): void {
-    const settings = parseInput(throttlingSchema, input);
-    this.throttling = settings.enabled ? settings : undefined;
-    this.buckets.clear();
-  }
-
   clear(): void {
     this.latencyMs = 0;
     this.requestFaults = [];
     this.operationFailures = [];
     this.etagRaces.clear();
-    this.throttling = undefined;
-    this.buckets.clear();
   }
 
   /** The injected error for this request, if one is queued for it (consumes one use). */
@@ -113,7 +92,9 @@ export class FaultInjector {
       fault.status === 429 || fault.status === 503
         ? { 'retry-after': String(fault.retryAfterSeconds ?? this.defaultRetryAfterSeconds) }
         : {};
-    return new ArmError(fault.status, code, message, headers);
+    return fault.shape === 'iothub'
+      ? iotHubError(fault.status, IOT_HUB_CODES[fault.status] ?? fault.status * 1000 + 1, message, headers)
+      : new ArmError(fault.status, code, message, headers);
   }
 
   /** True when someone else should write this hub just before the caller's write (consumes one use). */
@@ -130,23 +111,6 @@ export class FaultInjector {
     if (!failure) return undefined;
     if (--failure.count === 0) this.operationFailures.shift();
     return { code: failure.code, message: failure.message };
-  }
-
-  /** A token from the subscription's write bucket; undefined while throttling is off. */
-  takeWriteToken(subscriptionId: string, nowMs: number): WriteTokenResult | undefined {
-    const settings = this.throttling;
-    if (!settings) return undefined;
-    const key = subscriptionId.toLowerCase();
-    const bucket = this.buckets.get(key) ?? { tokens: settings.burst, updatedAtMs: nowMs };
-    const refilled = ((nowMs - bucket.updatedAtMs) / 1000) * settings.refillPerSecond;
-    bucket.tokens = Math.min(settings.burst, bucket.tokens + Math.max(0, refilled));
-    bucket.updatedAtMs = nowMs;
-    this.buckets.set(key, bucket);
-    if (bucket.tokens < 1) {
-      return { allowed: false, retryAfterSeconds: Math.ceil((1 - bucket.tokens) / settings.refillPerSecond) };
-    }
-    bucket.tokens -= 1;
-    return { allowed: true, remaining: Math.floor(bucket.tokens) };
   }
 }
 

@@ -1,11 +1,22 @@
 // The Microsoft.Devices/IotHubs resource as the REST specs describe it (azure-rest-api-specs, iothub.json):
 // which api-versions exist, what a PUT body must hold, which fields the service owns, and how each version renders a hub.
+import { createHash } from 'node:crypto';
 import { z } from 'zod';
-import { ArmError, formatPath } from './errors';
+import { ArmError, formatPath, iotHubError } from './errors';
+import { ARGUMENT_INVALID } from './hub-readonly';
 
-/** GA versions do not know `properties.encryption` (the 6.3.0 SDK sends 2023-06-30); preview versions do. */
+/**
+ * GA versions do not know `properties.encryption` (the 6.3.0 SDK sends 2023-06-30); preview versions do.
+ * 2026-08-01-preview is the newest preview in azure-rest-api-specs with `encryption`
+ * (specification/iothub/resource-manager/Microsoft.Devices/IoTHub/preview/2026-08-01-preview/iothub.json).
+ */
 const GA_API_VERSIONS = ['2021-07-02', '2023-06-30'] as const;
-const PREVIEW_API_VERSIONS = ['2022-11-15-preview', '2023-06-30-preview', '2025-08-01-preview'] as const;
+const PREVIEW_API_VERSIONS = [
+  '2022-11-15-preview',
+  '2023-06-30-preview',
+  '2025-08-01-preview',
+  '2026-08-01-preview',
+] as const;
 export const SUPPORTED_API_VERSIONS: readonly string[] = [...GA_API_VERSIONS, ...PREVIEW_API_VERSIONS];
 
 export type ApiFlavour = 'ga' | 'preview';
@@ -112,6 +123,9 @@ const encryptionSchema = z.looseObject({
 
 export type JsonObject = Record<string, unknown>;
 
+export const isJsonObject = (value: unknown): value is JsonObject =>
+  typeof value === 'object' && value !== null && !Array.isArray(value);
+
 /** What the client may write: everything in a PUT body except the fields the service owns. */
 export interface HubBody extends JsonObject {
   location: string;
@@ -124,19 +138,37 @@ export interface HubEncryption {
   userAssignedIdentity: string;
 }
 
+/** A missing location is ARM's own check (tracked resources); the rest is the IoT Hub RP validating its body. */
 function invalid(path: readonly PropertyKey[], message: string): ArmError {
   if (path.length === 1 && path[0] === 'location') {
     return new ArmError(400, 'LocationRequired', 'The location property is required for this definition.');
   }
-  return new ArmError(
-    400,
-    'InvalidRequestContent',
-    `The request content was invalid: '${formatPath(path)}' ${message}.`,
-  );
+  return iotHubError(400, ARGUMENT_INVALID, `The request content was invalid: '${formatPath(path)}' ${message}.`);
 }
 
 const SERVICE_OWNED_TOP_LEVEL = ['id', 'name', 'type', 'etag', 'systemData'];
-const SERVICE_OWNED_PROPERTIES = ['provisioningState', 'state', 'hostName', 'locations'];
+const SERVICE_OWNED_PROPERTIES = [
+  'provisioningState',
+  'state',
+  'hostName',
+  'locations',
+  'deviceHostName',
+  'serviceHostName',
+  'iotHubDetails',
+  'privateEndpointConnections',
+];
+
+/** What gets stored of `identity`: the assignment only; the ids Azure assigns are rendered, never kept. */
+function writableIdentity(identity: JsonObject): JsonObject {
+  const { principalId: _principalId, tenantId: _tenantId, ...rest } = identity;
+  const entries = rest.userAssignedIdentities;
+  if (entries && typeof entries === 'object') {
+    rest.userAssignedIdentities = Object.fromEntries(
+      Object.entries(entries).map(([id, value]) => [id, value === null ? null : {}]),
+    );
+  }
+  return rest;
+}
 
 /**
  * Validates a PUT body and returns what gets stored. ARM PUT replaces the resource, so unknown fields are kept as sent;
@@ -144,7 +176,7 @@ const SERVICE_OWNED_PROPERTIES = ['provisioningState', 'state', 'hostName', 'loc
  * that version's contract: it is dropped here, and the caller keeps the stored one.
  */
 export function parseHubBody(raw: unknown, flavour: ApiFlavour): HubBody {
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+  if (!isJsonObject(raw)) {
     throw new ArmError(
       400,
       'InvalidRequestContent',
@@ -158,6 +190,7 @@ export function parseHubBody(raw: unknown, flavour: ApiFlavour): HubBody {
   }
   const body = structuredClone(parsed.data) as JsonObject;
   for (const field of SERVICE_OWNED_TOP_LEVEL) delete body[field];
+  if (parsed.data.identity) body.identity = writableIdentity(parsed.data.identity);
   const sku = { ...parsed.data.sku };
   delete sku.tier;
   const properties: JsonObject = { ...(parsed.data.properties ?? {}) };
@@ -214,9 +247,58 @@ export interface RenderInput {
 /** ARM location names are lower case without spaces ("West Europe" → "westeurope"). */
 export const normalizeLocation = (location: string): string => location.replace(/\s+/g, '').toLowerCase();
 
+/** The tenant the emulated managed identities belong to. */
+const EMULATOR_TENANT_ID = 'e1a70000-0000-4000-8000-000000000001';
+
+/** A stable GUID-shaped id for something the service would assign (identity principals, namespace suffixes). */
+function stableGuid(seed: string): string {
+  const hex = createHash('sha256').update(seed.toLowerCase()).digest('hex');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-4${hex.slice(13, 16)}-8${hex.slice(17, 20)}-${hex.slice(20, 32)}`;
+}
+
+/** `identity` with what Azure assigns: the system identity's principal and tenant, each user identity's ids. */
+function renderIdentity(hubId: string, identity: unknown): unknown {
+  if (!isJsonObject(identity)) return identity;
+  const rendered: JsonObject = { ...identity };
+  if (typeof identity.type === 'string' && identity.type.includes('SystemAssigned')) {
+    rendered.principalId = stableGuid(`${hubId}/system`);
+    rendered.tenantId = EMULATOR_TENANT_ID;
+  }
+  if (isJsonObject(identity.userAssignedIdentities)) {
+    rendered.userAssignedIdentities = Object.fromEntries(
+      Object.entries(identity.userAssignedIdentities).map(([id, value]) => [
+        id,
+        value === null ? null : { principalId: stableGuid(`${id}/principal`), clientId: stableGuid(`${id}/client`) },
+      ]),
+    );
+  }
+  return rendered;
+}
+
+/** The built-in Event Hub-compatible endpoint: its writable settings as stored, its names as the service made them. */
+function renderEventHubEndpoints(hubId: string, name: string, stored: unknown): JsonObject {
+  const endpoints = isJsonObject(stored) ? stored : { events: { retentionTimeInDays: 1, partitionCount: 4 } };
+  const suffix = stableGuid(hubId).replace(/-/g, '');
+  return Object.fromEntries(
+    Object.entries(endpoints).map(([key, value]) => {
+      const settings = isJsonObject(value) ? value : {};
+      const count = typeof settings.partitionCount === 'number' ? settings.partitionCount : 4;
+      return [
+        key,
+        {
+          ...settings,
+          partitionIds: Array.from({ length: count }, (_, i) => String(i)),
+          path: name.toLowerCase(),
+          endpoint: `sb://iothub-ns-${name.toLowerCase().slice(0, 10)}-${parseInt(suffix.slice(0, 5), 16)}-${suffix.slice(5, 15)}.servicebus.windows.net/`,
+        },
+      ];
+    }),
+  );
+}
+
 /** The hub as `flavour` returns it: service-owned fields filled in, encryption only for preview versions. */
 export function renderHub(hub: RenderInput, flavour: ApiFlavour): JsonObject {
-  const { location, tags, sku, properties, ...rest } = structuredClone(hub.body);
+  const { location, tags, sku, properties, identity, ...rest } = structuredClone(hub.body);
   if (flavour === 'ga') delete properties.encryption;
   return {
     id: hub.id,
@@ -226,13 +308,16 @@ export function renderHub(hub: RenderInput, flavour: ApiFlavour): JsonObject {
     ...(tags === undefined ? {} : { tags }),
     etag: hub.etag,
     ...rest,
+    ...(identity === undefined ? {} : { identity: renderIdentity(hub.id, identity) }),
     sku: { ...sku, tier: SKU_TIERS[sku.name] },
     properties: {
       ...properties,
       provisioningState: hub.provisioningState,
       state: hub.state,
       hostName: `${hub.ref.name.toLowerCase()}.azure-devices.net`,
+      eventHubEndpoints: renderEventHubEndpoints(hub.id, hub.ref.name, properties.eventHubEndpoints),
       locations: [{ location: normalizeLocation(location), role: 'primary' }],
+      privateEndpointConnections: [],
     },
     systemData: { ...hub.systemData },
   };

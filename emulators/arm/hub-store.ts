@@ -3,11 +3,12 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { EmulatorClock } from '../clock';
 import type { KeyVaultCrypto } from '../contracts';
-import { ArmError } from './errors';
+import { ArmError, iotHubError } from './errors';
 import type { ProtectedHubData, HubDataCheck } from './hub-data';
 import { describeKeyFailure, HubDataVault } from './hub-data';
 import type { ApiFlavour, HubBody, JsonObject, SystemData } from './hub-model';
 import { assertHubName, encryptionOf, normalizeLocation, parseHubBody, renderHub, RESOURCE_TYPE } from './hub-model';
+import { assertWritable } from './hub-readonly';
 
 export interface HubRef {
   subscriptionId: string;
@@ -25,6 +26,8 @@ export interface HubOperation {
   hubKey: string;
   status: OperationStatus;
   startTime: string;
+  /** When (epoch ms, real time) the operation is due to complete. */
+  completesAtMs: number;
   endTime?: string;
   error?: { code: string; message: string };
 }
@@ -67,6 +70,10 @@ const normalizeEtag = (value: string): string =>
     .replace(/^W\//, '')
     .replace(/^"(.*)"$/, '$1');
 
+/** IoT Hub RP codes: an If-Match/If-None-Match that does not hold; a write to a hub that is not Active. */
+const PRECONDITION_FAILED = 412001;
+const NOT_ACTIVE = 409002;
+
 export interface Preconditions {
   ifMatch?: string;
   ifNoneMatch?: string;
@@ -75,7 +82,8 @@ export interface Preconditions {
 export interface StoreOptions {
   crypto: KeyVaultCrypto;
   clock: EmulatorClock;
-  operationDelayMs: number;
+  /** How long an operation on this hub runs. */
+  operationDelayFor: (hubKey: string) => number;
   /** Asked when an operation completes: a queued injected failure, if any. */
   takeOperationFailure: () => { code: string; message: string } | undefined;
   /** Asked before a write checks preconditions: should someone else write the hub first (a lost ETag race)? */
@@ -125,6 +133,7 @@ export class IotHubStore {
     const key = hubKeyOf(ref);
     const body = parseHubBody(raw, flavour);
     const existing = this.hubs.get(key);
+    assertWritable(raw as JsonObject, existing && renderHub(existing, 'preview'));
     if (existing && this.options.takeEtagRace(key)) this.touch(existing, 'another-client');
     this.checkPreconditions(ref, existing, preconditions);
     if (existing?.operation) throw this.operationInProgress(existing);
@@ -158,7 +167,8 @@ export class IotHubStore {
       body,
       etag: newEtag(),
       provisioningState: existing ? 'Updating' : 'Accepted',
-      state: existing ? hub.state : 'Activating',
+      // An IoT hub being updated is Transitioning; writes wait until it is Active again (409002).
+      state: existing ? 'Transitioning' : 'Activating',
     });
     hub.systemData = { ...hub.systemData, lastModifiedBy: caller, lastModifiedAt: now };
     this.hubs.set(key, hub);
@@ -184,6 +194,7 @@ export class IotHubStore {
     const key = hubKeyOf(ref);
     const body = parseHubBody(raw, 'preview');
     const existing = this.hubs.get(key);
+    assertWritable(raw as JsonObject, existing && renderHub(existing, 'preview'));
     if (existing?.operation) throw this.operationInProgress(existing);
     const id = existing?.id ?? hubIdOf(ref);
     const data = await this.vault.create(id, encryptionOf(body)?.keyIdentifier);
@@ -258,9 +269,9 @@ export class IotHubStore {
       hub !== undefined &&
       header.split(',').some((tag) => tag.trim() === '*' || normalizeEtag(tag) === normalizeEtag(hub.etag));
     if (ifMatch !== undefined && !matches(ifMatch)) {
-      throw new ArmError(
+      throw iotHubError(
         412,
-        'PreconditionFailed',
+        PRECONDITION_FAILED,
         hub
           ? `The If-Match ETag '${ifMatch}' does not match the current ETag of IoT hub '${ref.name}': ` +
               'it was changed by another request. Read it again and retry.'
@@ -268,19 +279,21 @@ export class IotHubStore {
       );
     }
     if (ifNoneMatch !== undefined && matches(ifNoneMatch)) {
-      throw new ArmError(
+      throw iotHubError(
         412,
-        'PreconditionFailed',
+        PRECONDITION_FAILED,
         `IoT hub '${ref.name}' already exists (If-None-Match: ${ifNoneMatch}).`,
       );
     }
   }
 
+  /** The IoT Hub RP's answer to a write while an operation runs (seen in the wild as errorcode IH409002). */
   private operationInProgress(hub: HubRecord): ArmError {
-    return new ArmError(
+    return iotHubError(
       409,
-      'AnotherOperationInProgress',
-      `IoT hub '${hub.ref.name}' is ${hub.provisioningState}: another operation is in progress. Retry when it completes.`,
+      NOT_ACTIVE,
+      `${hub.ref.name} is not currently in Active state (provisioning state ${hub.provisioningState}: another ` +
+        'operation is in progress). Try the request again after it is in Active state.',
     );
   }
 
@@ -293,6 +306,7 @@ export class IotHubStore {
       hubKey: hub.key,
       status: 'Running',
       startTime: this.now(),
+      completesAtMs: Date.now() + this.options.operationDelayFor(hub.key),
     };
     hub.operation = operation;
     this.operations.set(operation.id, operation);
@@ -300,7 +314,7 @@ export class IotHubStore {
       this.timers.delete(timer);
       const completion = this.complete(hub, operation, before).finally(() => this.completions.delete(completion));
       this.completions.add(completion);
-    }, this.options.operationDelayMs);
+    }, operation.completesAtMs - Date.now());
     this.timers.add(timer);
     return operation;
   }

@@ -1,7 +1,11 @@
 export { startArmEmulator } from './server';
 export type { ArmEmulatorOptions, RunningArmEmulator } from './server';
 export type { HubSeed } from './admin';
-export type { OperationFailure, RequestFault, RequestLogEntry, ThrottlingSettings } from './faults';
+export type { OperationFailure, RequestFault, RequestLogEntry } from './faults';
+export type { RequestKind, ThrottlingSettings } from './throttling';
+export { ARM_SUBSCRIPTION_LIMITS } from './throttling';
+export type { EffectiveTiming, OperationTimingInput } from './timing';
+export type { ArmErrorBody, IotHubErrorBody } from './errors';
 export type { HubDataCheck } from './hub-data';
 export type { HubRef } from './hub-store';
 export { hubIdOf } from './hub-store';

@@ -1,12 +1,12 @@
 // An HTTPS server that answers as https://management.azure.com for Microsoft.Devices/IotHubs, wire-compatible with
 // @azure/arm-iothub and raw ARM JSON: bearer auth, api-version gating, ETags, async PUT/DELETE with
-// Azure-AsyncOperation polling, paged lists, subscription write throttling, and an admin API for tests and the sandbox.
+// Azure-AsyncOperation polling, paged lists, subscription read/write/delete throttling, per-hub operation timing, and
+// an admin API for tests and the sandbox.
 import { randomUUID } from 'node:crypto';
 import https from 'node:https';
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { TokenClaims } from '../auth';
-import { verifyBearer } from '../auth';
 import { EmulatorClock } from '../clock';
 import type { KeyVaultCrypto } from '../contracts';
 import { assertPortFree, listenOnLoopback } from '../ports';
@@ -15,10 +15,14 @@ import type { ArmEmulatorControl } from './admin';
 import { ArmError } from './errors';
 import type { RequestLogEntry } from './faults';
 import { FaultInjector, RequestLog } from './faults';
+import { authenticate, headerValue, parseJson, readBody } from './http';
 import type { ApiFlavour } from './hub-model';
 import { apiFlavourOf, renderHub } from './hub-model';
 import type { HubOperation, HubRef } from './hub-store';
 import { hubKeyOf, IotHubStore } from './hub-store';
+import { SubscriptionThrottle } from './throttling';
+import type { RequestKind } from './throttling';
+import { OperationTimings } from './timing';
 
 export interface ArmEmulatorOptions {
   tls: { cert: string; key: string };
@@ -26,9 +30,12 @@ export interface ArmEmulatorOptions {
   clock?: EmulatorClock;
   /** 0 or omitted: any free port. */
   port?: number;
-  /** How long a PUT or DELETE stays InProgress before it completes. */
+  /** How long a PUT or DELETE stays InProgress before it completes, unless the hub has its own timing (default 1 s). */
   asyncOperationDelayMs?: number;
-  /** Retry-After on async operations and on injected 429/503 answers. */
+  /**
+   * Retry-After on async operations (never past the operation's end) and on injected 429/503 answers. Omitted: about
+   * a quarter of the operation's duration for operations, 1 s for injected faults.
+   */
   retryAfterSeconds?: number;
   /** Hubs per list page before a nextLink. */
   pageSize?: number;
@@ -41,10 +48,6 @@ export interface RunningArmEmulator extends ArmEmulatorControl {
   url: string;
   close(): Promise<void>;
 }
-
-/** ARM accepts tokens for either of its resource URIs. */
-const ARM_AUDIENCES = ['https://management.azure.com', 'https://management.core.windows.net'];
-const MAX_BODY_BYTES = 4 * 1024 * 1024;
 
 const ROUTES = {
   hub: /^\/subscriptions\/([^/]+)\/resourceGroups\/([^/]+)\/providers\/Microsoft\.Devices\/IotHubs\/([^/]+)\/?$/i,
@@ -70,65 +73,6 @@ interface ArmRequest {
   log: RequestLogEntry;
 }
 
-const headerValue = (headers: IncomingHttpHeaders, name: string): string | undefined => {
-  const value = headers[name];
-  return Array.isArray(value) ? value.join(', ') : value;
-};
-
-function readBody(req: IncomingMessage): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size <= MAX_BODY_BYTES) chunks.push(chunk);
-    });
-    req.on('end', () =>
-      size > MAX_BODY_BYTES
-        ? reject(new ArmError(413, 'RequestEntityTooLarge', `The request body exceeds ${MAX_BODY_BYTES} bytes.`))
-        : resolve(Buffer.concat(chunks)),
-    );
-    req.on('error', reject);
-  });
-}
-
-function parseJson(raw: Buffer): unknown {
-  try {
-    return JSON.parse(raw.toString('utf8')) as unknown;
-  } catch (error) {
-    throw new ArmError(
-      400,
-      'InvalidRequestContent',
-      `The request content was invalid and could not be deserialized: ${(error as Error).message}`,
-    );
-  }
-}
-
-/** ARM's 401: error body plus a Bearer challenge (no `claims`, so SDK clients do not attempt a CAE retry). */
-function authenticate(authorization: string | undefined): TokenClaims {
-  const challenge = (description: string): Record<string, string> => ({
-    'www-authenticate':
-      `Bearer authorization_uri="https://login.microsoftonline.com/common", error="invalid_token", ` +
-      `error_description="${description}"`,
-  });
-  if (!authorization) {
-    throw new ArmError(
-      401,
-      'AuthenticationFailed',
-      "Authentication failed. The 'Authorization' header is missing.",
-      challenge("The authentication failed because of missing 'Authorization' header."),
-    );
-  }
-  const check = verifyBearer(authorization, ARM_AUDIENCES);
-  if (check.ok) return check.claims;
-  const code = check.message.startsWith('Token audience')
-    ? 'InvalidAuthenticationTokenAudience'
-    : check.message.startsWith('Token expired')
-      ? 'ExpiredAuthenticationToken'
-      : 'InvalidAuthenticationToken';
-  throw new ArmError(401, code, `The access token is not valid: ${check.message}`, challenge(check.message));
-}
-
 const refOf = (match: RegExpExecArray): HubRef => ({
   subscriptionId: decodeURIComponent(match[1] ?? ''),
   resourceGroupName: decodeURIComponent(match[2] ?? ''),
@@ -137,14 +81,18 @@ const refOf = (match: RegExpExecArray): HubRef => ({
 
 export async function startArmEmulator(options: ArmEmulatorOptions): Promise<RunningArmEmulator> {
   const clock = options.clock ?? new EmulatorClock();
-  const retryAfterSeconds = options.retryAfterSeconds ?? 1;
   const pageSize = options.pageSize ?? 100;
-  const faults = new FaultInjector(retryAfterSeconds);
+  const faults = new FaultInjector(options.retryAfterSeconds ?? 1);
+  const throttle = new SubscriptionThrottle();
+  const timings = new OperationTimings({
+    operationMs: options.asyncOperationDelayMs ?? 1000,
+    ...(options.retryAfterSeconds !== undefined ? { retryAfterSeconds: options.retryAfterSeconds } : {}),
+  });
   const log = new RequestLog();
   const store = new IotHubStore({
     crypto: options.crypto,
     clock,
-    operationDelayMs: options.asyncOperationDelayMs ?? 1000,
+    operationDelayFor: (hubKey) => timings.of(hubKey).operationMs,
     takeOperationFailure: () => faults.takeOperationFailure(),
     takeEtagRace: (key) => faults.takeEtagRace(key),
   });
@@ -170,6 +118,9 @@ export async function startArmEmulator(options: ArmEmulatorOptions): Promise<Run
     `/locations/${operation.location}/operationResults/${operation.id}?${apiVersionQuery(request)}` +
     (asyncInfo ? '&asyncinfo' : '');
 
+  const retryAfterOf = (operation: HubOperation): number =>
+    timings.retryAfter(operation.hubKey, operation.completesAtMs - Date.now());
+
   const preconditionsOf = ({ headers }: ArmRequest): { ifMatch?: string; ifNoneMatch?: string } => ({
     ifMatch: headerValue(headers, 'if-match'),
     ifNoneMatch: headerValue(headers, 'if-none-match'),
@@ -192,7 +143,7 @@ export async function startArmEmulator(options: ArmEmulatorOptions): Promise<Run
           headers: {
             etag: `"${accepted.etag}"`,
             'azure-asyncoperation': operationUrl(request, accepted.operation, true),
-            'retry-after': String(retryAfterSeconds),
+            'retry-after': String(retryAfterOf(accepted.operation)),
           },
         };
       }
@@ -205,7 +156,7 @@ export async function startArmEmulator(options: ArmEmulatorOptions): Promise<Run
           headers: {
             'azure-asyncoperation': operationUrl(request, accepted.operation, true),
             location: operationUrl(request, accepted.operation, false),
-            'retry-after': String(retryAfterSeconds),
+            'retry-after': String(retryAfterOf(accepted.operation)),
           },
         };
       }
@@ -267,7 +218,7 @@ export async function startArmEmulator(options: ArmEmulatorOptions): Promise<Run
       );
     }
     const running = operation.status === 'Running';
-    const retry = running ? { 'retry-after': String(retryAfterSeconds) } : undefined;
+    const retry = running ? { 'retry-after': String(retryAfterOf(operation)) } : undefined;
     if (request.url.searchParams.has('asyncinfo')) {
       return {
         status: 200,
@@ -281,6 +232,8 @@ export async function startArmEmulator(options: ArmEmulatorOptions): Promise<Run
     const hub = store.byKey(operation.hubKey);
     return hub ? { status: 200, body: renderHub(hub, flavour) } : { status: 204 };
   }
+
+  const KIND_OF: Record<string, RequestKind> = { GET: 'read', HEAD: 'read', DELETE: 'delete' };
 
   async function handleArm(request: ArmRequest, extraHeaders: Record<string, string>): Promise<Reply> {
     if (faults.latencyMs > 0) {
@@ -308,23 +261,14 @@ export async function startArmEmulator(options: ArmEmulatorOptions): Promise<Run
     }
     const subscriptionId = decodeURIComponent(match[1] ?? '');
     const flavour = apiFlavourOf(request.url.searchParams.get('api-version'));
-    if (request.method !== 'GET') {
-      const token = faults.takeWriteToken(subscriptionId, clock.now().getTime());
-      if (token?.allowed === false) {
-        request.log.fault = 'throttled';
-        throw new ArmError(
-          429,
-          'SubscriptionRequestsThrottled',
-          `Number of 'write' requests for subscription '${subscriptionId}' actor '${claims.oid}' exceeded. ` +
-            `Please try again after '${token.retryAfterSeconds}' seconds after additional tokens are available. ` +
-            'Refer to https://aka.ms/arm-throttling',
-          {
-            'retry-after': String(token.retryAfterSeconds),
-            'x-ms-ratelimit-remaining-subscription-writes': '0',
-          },
-        );
-      }
-      if (token) extraHeaders['x-ms-ratelimit-remaining-subscription-writes'] = String(token.remaining);
+    try {
+      Object.assign(
+        extraHeaders,
+        throttle.take(KIND_OF[request.method] ?? 'write', subscriptionId, claims.oid, clock.now().getTime()),
+      );
+    } catch (error) {
+      request.log.fault = 'throttled';
+      throw error;
     }
     if (hubMatch) return handleHub(request, refOf(hubMatch), flavour, claims);
     if (request.method !== 'GET') {
@@ -336,7 +280,11 @@ export async function startArmEmulator(options: ArmEmulatorOptions): Promise<Run
   }
 
   const control: ArmEmulatorControl = {
-    seedHub: (seed) => store.seed(seed, seed.hub),
+    seedHub: async ({ hub, timing, ...ref }) => {
+      const seeded = await store.seed(ref, hub);
+      if (timing !== undefined) timings.setHub(hubKeyOf(ref), timing);
+      return seeded;
+    },
     getHub: (ref) => store.render(ref, 'preview'),
     listHubs: () => store.list().map((h) => renderHub(h, 'preview')),
     checkHubData: (ref) => store.checkData(ref),
@@ -348,14 +296,25 @@ export async function startArmEmulator(options: ArmEmulatorOptions): Promise<Run
         if (!store.get(ref)) throw store.notFound(ref);
         faults.raceEtag(hubKeyOf(ref), count);
       },
-      setThrottling: (settings) => faults.setThrottling(settings),
-      clear: () => faults.clear(),
+      setThrottling: (settings) => throttle.set(settings),
+      throttling: () => throttle.settings(),
+      clear: () => {
+        faults.clear();
+        throttle.clear();
+      },
+    },
+    timing: {
+      setDefaults: (timing) => timings.setDefaults(timing),
+      setHub: (ref, timing) => timings.setHub(hubKeyOf(ref), timing),
+      of: (ref) => timings.of(ref && hubKeyOf(ref)),
     },
     requests: () => log.list(),
     clearRequests: () => log.clear(),
     reset: () => {
       store.reset();
       faults.clear();
+      throttle.clear();
+      timings.reset();
       log.clear();
     },
   };
@@ -396,7 +355,11 @@ export async function startArmEmulator(options: ArmEmulatorOptions): Promise<Run
           ? error
           : new ArmError(500, 'InternalServerError', 'The emulator failed to process the request.');
       if (!(error instanceof ArmError)) console.error('ARM emulator: unexpected error', error);
-      reply = { status: armError.status, body: armError.toBody(), headers: armError.headers };
+      reply = {
+        status: armError.status,
+        body: armError.toBody({ requestId, now: clock.now() }),
+        headers: armError.headers,
+      };
     }
     if (entry) entry.status = reply.status;
     if (res.destroyed) return;

@@ -1,65 +1,34 @@
 // System topic → webhook event subscriptions, the way Event Grid delivers: a validation handshake when the
-// subscription is created, one event per request, retries on a schedule for errors a retry can fix, and
-// dead-lettering (at once for 400/401/403/413, else after the last attempt or the time-to-live).
+// subscription is created, one event per request, a response deadline per attempt, retries on a schedule for errors a
+// retry can fix, delayed delivery to an endpoint that keeps failing, and dead-lettering (at once for
+// 400/401/403/413, else after the last attempt or the time-to-live).
 import { randomUUID } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { EventSink, KeyVaultEventGridEvent } from '../contracts';
-import { isLoopbackHost, redactedEndpoint, WebhookClient, WebhookTimeoutError } from './webhook-client';
-import type { WebhookResponse } from './webhook-client';
-
-export type DeliverySchema = 'EventGridSchema' | 'CloudEventSchemaV1_0';
-
-export interface WebhookSubscriptionOptions {
-  /** Event subscription name: 3-64 letters, digits or hyphens. */
-  name: string;
-  /** An http(s) URL on a loopback host. */
-  endpointUrl: string;
-  /** Event Grid's includedEventTypes (case-insensitive); every type when absent or empty. */
-  eventTypes?: string[];
-  schema: DeliverySchema;
-}
+import { DeliveryLog } from './delivery-log';
+import type { DeadLetterReason, DeliveryAttempt, EventDelivery } from './delivery-log';
+import { EndpointHealth } from './endpoint-health';
+import type { DelayedDeliveryPolicy, EndpointHealthReport } from './endpoint-health';
+import { asEventGridEvent, outcomeOf, toCloudEvent } from './payload';
+import type { DeliveryOutcome } from './payload';
+import { EVENT_GRID_ORIGIN, parseSubscription, validateEndpoint } from './subscriptions';
+import type { Subscription, WebhookSubscriptionOptions } from './subscriptions';
+import { WebhookClient, WebhookTimeoutError } from './webhook-client';
 
 export interface DeliveryPolicy {
   /** Delay before attempt n+1 is retrySchedule[n-1]; the last entry repeats. */
   retrySchedule: readonly number[];
   maxDeliveryAttempts: number;
   eventTimeToLiveMs: number;
+  /** An answer later than this fails the attempt (TimedOut); Event Grid waits 30 s. */
+  responseTimeoutMs: number;
+  /** How long a timed-out request stays open so a late answer is still recorded (not counted). */
+  lateAnswerWindowMs: number;
+  /** Undefined: never delay deliveries to a failing endpoint. */
+  delayedDelivery: DelayedDeliveryPolicy | undefined;
   deadLetterDir: string;
 }
-
-/** Event Grid's lastDeliveryOutcome values (for webhooks), plus Succeeded. */
-export type DeliveryOutcome =
-  | 'Succeeded'
-  | 'BadRequest'
-  | 'Unauthorized'
-  | 'Forbidden'
-  | 'NotFound'
-  | 'TimedOut'
-  | 'PayloadTooLarge'
-  | 'Busy'
-  | 'GenericError'
-  | 'SocketError';
-
-export interface DeliveryAttempt {
-  subscriptionName: string;
-  eventId: string;
-  eventType: string;
-  /** 1 for the first attempt; the request's aeg-delivery-count header is this minus one. */
-  attempt: number;
-  attemptedAt: string;
-  /** Absent when no HTTP response came back (connection error, timeout). */
-  httpStatus?: number;
-  outcome: DeliveryOutcome;
-  /** What happens to the event next. */
-  next: 'done' | 'retry' | 'dead-letter';
-}
-
-export type DeadLetterReason =
-  | 'MaxDeliveryAttemptsExceeded'
-  | 'TimeToLiveExceeded'
-  | 'UndeliverableDueToHttpBadRequest'
-  | 'UndeliverableDueToClientError';
 
 export interface DeadLetteredEvent {
   subscriptionName: string;
@@ -71,116 +40,36 @@ export interface DeadLetteredEvent {
   content: Record<string, unknown>;
 }
 
-/** A subscription was refused because its endpoint did not complete the validation handshake. */
-export class SubscriptionValidationError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'SubscriptionValidationError';
-  }
-}
-
-/** Event Grid waits 30 s for a response. */
-const RESPONSE_DEADLINE_MS = 30_000;
-const EVENT_GRID_ORIGIN = 'eventgrid.azure.net';
-const SUBSCRIPTION_NAME = /^[A-Za-z0-9-]{3,64}$/;
 /** Webhook errors Event Grid does not retry (delivery-and-retry: "Retry schedule"). */
 const NOT_RETRIED = new Set([400, 401, 403, 413]);
-const VALIDATION_EVENT_TOPIC = '/subscriptions/00000000-0000-0000-0000-000000000000';
-
-interface Subscription {
-  name: string;
-  endpoint: URL;
-  eventTypes: Set<string>;
-  schema: DeliverySchema;
-}
 
 interface PendingDelivery {
   subscription: Subscription;
   event: KeyVaultEventGridEvent;
+  record: EventDelivery;
   publishTime: Date;
   attempts: number;
+  /** When the next attempt fell due (epoch ms). */
+  dueAtMs: number;
   lastAttemptTime?: Date;
   lastOutcome?: DeliveryOutcome;
   lastHttpStatus?: number;
 }
 
-function parseSubscription(options: WebhookSubscriptionOptions): Subscription {
-  const { name, endpointUrl, eventTypes = [], schema } = options;
-  if (typeof name !== 'string' || !SUBSCRIPTION_NAME.test(name)) {
-    throw new Error(`subscribe: name ${JSON.stringify(name)} must be 3-64 letters, digits or hyphens.`);
-  }
-  let endpoint: URL;
-  try {
-    endpoint = new URL(endpointUrl);
-  } catch {
-    throw new Error(`subscribe (${name}): endpointUrl is not an absolute URL.`);
-  }
-  if (endpoint.protocol !== 'http:' && endpoint.protocol !== 'https:') {
-    throw new Error(`subscribe (${name}): endpointUrl must use http or https, not ${endpoint.protocol}.`);
-  }
-  if (!isLoopbackHost(endpoint.hostname)) {
-    throw new Error(
-      `subscribe (${name}): endpointUrl must be on a loopback host (localhost, 127.0.0.1, ::1), not ${endpoint.hostname}.`,
-    );
-  }
-  if (schema !== 'EventGridSchema' && schema !== 'CloudEventSchemaV1_0') {
-    throw new Error(
-      `subscribe (${name}): schema ${JSON.stringify(schema)} must be "EventGridSchema" or "CloudEventSchemaV1_0".`,
-    );
-  }
-  if (!Array.isArray(eventTypes) || eventTypes.some((type) => typeof type !== 'string' || type.trim() === '')) {
-    throw new Error(`subscribe (${name}): eventTypes must be a list of non-empty event type names.`);
-  }
-  return { name, endpoint, eventTypes: new Set(eventTypes.map((type) => type.toLowerCase())), schema };
-}
-
-/** Event Grid's EventGrid-to-CloudEvents mapping (dataVersion travels as `dataschema: "#<dataVersion>"`). */
-function toCloudEvent(event: KeyVaultEventGridEvent): Record<string, unknown> {
-  return {
-    id: event.id,
-    source: event.topic,
-    specversion: '1.0',
-    type: event.eventType,
-    dataschema: `#${event.dataVersion}`,
-    subject: event.subject,
-    time: event.eventTime,
-    data: event.data,
-  };
-}
-
-function asEventGridEvent(event: KeyVaultEventGridEvent): Record<string, unknown> {
-  const { id, topic, subject, eventType, eventTime, data, dataVersion, metadataVersion } = event;
-  return { id, topic, subject, eventType, eventTime, data, dataVersion, metadataVersion };
-}
-
-function outcomeOf(status: number): DeliveryOutcome {
-  if (status >= 200 && status <= 204) return 'Succeeded';
-  switch (status) {
-    case 400:
-      return 'BadRequest';
-    case 401:
-      return 'Unauthorized';
-    case 403:
-      return 'Forbidden';
-    case 404:
-      return 'NotFound';
-    case 408:
-      return 'TimedOut';
-    case 413:
-      return 'PayloadTooLarge';
-    case 429:
-    case 503:
-      return 'Busy';
-    default:
-      return 'GenericError';
-  }
+interface PostResult {
+  outcome: DeliveryOutcome;
+  httpStatus?: number;
+  answeredAt?: Date;
+  /** After a timeout: the answer that may still come. */
+  late?: Promise<{ httpStatus: number; latencyMs: number } | undefined>;
 }
 
 export class WebhookDelivery implements EventSink {
   private readonly subscriptions = new Map<string, Subscription>();
-  private readonly attempts: DeliveryAttempt[] = [];
+  private readonly health = new Map<string, EndpointHealth>();
+  private readonly log = new DeliveryLog();
   private readonly deadLettered: DeadLetteredEvent[] = [];
-  private readonly client = new WebhookClient(RESPONSE_DEADLINE_MS);
+  private readonly client = new WebhookClient();
   private readonly retryTimers = new Set<NodeJS.Timeout>();
   private readonly running = new Set<Promise<void>>();
   private pending = 0;
@@ -193,9 +82,12 @@ export class WebhookDelivery implements EventSink {
   async subscribe(options: WebhookSubscriptionOptions): Promise<void> {
     this.assertOpen();
     const subscription = parseSubscription(options);
-    if (subscription.schema === 'EventGridSchema') await this.validationEventHandshake(subscription);
-    else await this.abuseProtectionHandshake(subscription);
-    this.subscriptions.set(subscription.name.toLowerCase(), subscription);
+    await validateEndpoint(this.client, subscription, this.policy.responseTimeoutMs);
+    const key = subscription.name.toLowerCase();
+    const previous = this.health.get(key);
+    this.subscriptions.set(key, subscription);
+    this.health.set(key, new EndpointHealth(subscription.name, this.policy.delayedDelivery));
+    previous?.releaseAll();
   }
 
   publish(events: KeyVaultEventGridEvent[]): void {
@@ -206,13 +98,27 @@ export class WebhookDelivery implements EventSink {
         const wanted = subscription.eventTypes.size === 0 || subscription.eventTypes.has(event.eventType.toLowerCase());
         if (!wanted) continue;
         this.pending += 1;
-        this.run({ subscription, event, publishTime, attempts: 0 });
+        const record = this.log.open(subscription.name, event.id, event.eventType, publishTime);
+        this.due({ subscription, event, record, publishTime, attempts: 0, dueAtMs: publishTime.getTime() });
       }
     }
   }
 
   deliveries(): DeliveryAttempt[] {
-    return this.attempts.map((attempt) => ({ ...attempt }));
+    return this.log.attempts();
+  }
+
+  eventDeliveries(): EventDelivery[] {
+    return this.log.events();
+  }
+
+  endpointHealth(): EndpointHealthReport[] {
+    return [...this.health.values()].map((health) => health.report());
+  }
+
+  /** Forgets recorded attempts and settled events (pending ones stay), so a benchmark can measure one phase. */
+  clearDeliveries(): void {
+    this.log.clear();
   }
 
   deadLetters(): DeadLetteredEvent[] {
@@ -230,6 +136,7 @@ export class WebhookDelivery implements EventSink {
     this.closed = true;
     for (const timer of this.retryTimers) clearTimeout(timer);
     this.retryTimers.clear();
+    for (const health of this.health.values()) health.close();
     this.client.close();
     await Promise.allSettled([...this.running]);
     for (const resolve of this.idleWaiters.splice(0)) resolve();
@@ -239,8 +146,16 @@ export class WebhookDelivery implements EventSink {
     if (this.closed) throw new Error('The Event Grid emulator is closed.');
   }
 
-  private run(delivery: PendingDelivery): void {
-    const running = this.attempt(delivery).catch((error: unknown) => {
+  /** An attempt fell due: it goes out when the endpoint's health lets it. */
+  private due(delivery: PendingDelivery): void {
+    const health = this.health.get(delivery.subscription.name.toLowerCase());
+    if (!health) return this.run(delivery, false);
+    health.admit((probe) => this.run(delivery, probe));
+  }
+
+  private run(delivery: PendingDelivery, probe: boolean): void {
+    if (this.closed) return;
+    const running = this.attempt(delivery, probe).catch((error: unknown) => {
       console.error(
         `Event Grid emulator: event ${delivery.event.id} for subscription ${delivery.subscription.name} was dropped: ${
           error instanceof Error ? error.message : String(error)
@@ -257,16 +172,21 @@ export class WebhookDelivery implements EventSink {
     if (this.pending === 0) for (const resolve of this.idleWaiters.splice(0)) resolve();
   }
 
-  private async attempt(delivery: PendingDelivery): Promise<void> {
+  private async attempt(delivery: PendingDelivery, probe: boolean): Promise<void> {
     const { maxDeliveryAttempts, eventTimeToLiveMs, retrySchedule } = this.policy;
-    // Event Grid checks the time-to-live only when the next attempt is due.
-    if (delivery.attempts > 0 && Date.now() - delivery.publishTime.getTime() >= eventTimeToLiveMs) {
+    const health = this.health.get(delivery.subscription.name.toLowerCase());
+    // Event Grid checks the time-to-live when an attempt is due (a held first attempt can outlive it too).
+    if (Date.now() - delivery.publishTime.getTime() >= eventTimeToLiveMs) {
+      health?.abandon(probe);
       return this.deadLetter(delivery, 'TimeToLiveExceeded');
     }
     delivery.attempts += 1;
+    delivery.record.attempts = delivery.attempts;
     const attemptedAt = new Date();
-    const { outcome, httpStatus } = await this.post(delivery);
+    const result = await this.post(delivery);
     if (this.closed) return;
+    const { outcome, httpStatus, answeredAt } = result;
+    health?.record(outcome === 'Succeeded', probe);
     const notRetried = httpStatus !== undefined && NOT_RETRIED.has(httpStatus);
     const next =
       outcome === 'Succeeded'
@@ -275,21 +195,32 @@ export class WebhookDelivery implements EventSink {
           ? 'dead-letter'
           : 'retry';
     const { subscription, event } = delivery;
-    this.attempts.push({
+    const record = this.log.addAttempt({
       subscriptionName: subscription.name,
       eventId: event.id,
       eventType: event.eventType,
       attempt: delivery.attempts,
+      dueAt: new Date(delivery.dueAtMs).toISOString(),
       attemptedAt: attemptedAt.toISOString(),
+      delayedMs: Math.max(0, attemptedAt.getTime() - delivery.dueAtMs),
       ...(httpStatus === undefined ? {} : { httpStatus }),
+      ...(answeredAt
+        ? { answeredAt: answeredAt.toISOString(), latencyMs: answeredAt.getTime() - attemptedAt.getTime() }
+        : {}),
       outcome,
       next,
+    });
+    void result.late?.then((late) => {
+      if (late) record.lateAnswer = late;
     });
     delivery.lastAttemptTime = attemptedAt;
     delivery.lastOutcome = outcome;
     delivery.lastHttpStatus = httpStatus;
 
-    if (next === 'done') return this.settle();
+    if (next === 'done') {
+      this.log.delivered(delivery.record, answeredAt ?? new Date());
+      return this.settle();
+    }
     if (next === 'dead-letter') {
       const reason = !notRetried
         ? 'MaxDeliveryAttemptsExceeded'
@@ -301,12 +232,17 @@ export class WebhookDelivery implements EventSink {
     const delay = retrySchedule[Math.min(delivery.attempts, retrySchedule.length) - 1] ?? 0;
     const timer = setTimeout(() => {
       this.retryTimers.delete(timer);
-      this.run(delivery);
+      delivery.dueAtMs = Date.now();
+      this.due(delivery);
     }, delay);
     this.retryTimers.add(timer);
   }
 
-  private async post(delivery: PendingDelivery): Promise<{ outcome: DeliveryOutcome; httpStatus?: number }> {
+  /**
+   * One POST. An answer after `responseTimeoutMs` fails the attempt (TimedOut) as Event Grid's 30 s deadline does; the
+   * request stays open up to `lateAnswerWindowMs` so the late answer can still be recorded.
+   */
+  private async post(delivery: PendingDelivery): Promise<PostResult> {
     const { subscription, event } = delivery;
     const cloudEvents = subscription.schema === 'CloudEventSchemaV1_0';
     const headers: Record<string, string> = {
@@ -321,12 +257,35 @@ export class WebhookDelivery implements EventSink {
     if (cloudEvents) headers.origin = EVENT_GRID_ORIGIN;
     // Without output batching, Event Grid posts one event: an array of one, or a single structured CloudEvent.
     const body = JSON.stringify(cloudEvents ? toCloudEvent(event) : [asEventGridEvent(event)]);
-    try {
-      const response = await this.client.send(subscription.endpoint, 'POST', headers, body);
-      return { outcome: outcomeOf(response.status), httpStatus: response.status };
-    } catch (error) {
-      return { outcome: error instanceof WebhookTimeoutError ? 'TimedOut' : 'SocketError' };
+    const { responseTimeoutMs, lateAnswerWindowMs } = this.policy;
+    const sentAt = Date.now();
+    const request = this.client.send(
+      subscription.endpoint,
+      'POST',
+      headers,
+      body,
+      Math.max(responseTimeoutMs, lateAnswerWindowMs),
+    );
+    const answer = request.then(
+      (response) => ({ response, at: new Date() }),
+      (error: unknown) => ({ error }),
+    );
+    let deadlineTimer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<'deadline'>((resolve) => {
+      deadlineTimer = setTimeout(() => resolve('deadline'), responseTimeoutMs);
+    });
+    const first = await Promise.race([answer, deadline]);
+    clearTimeout(deadlineTimer);
+    if (first === 'deadline') {
+      const late = answer.then((later) =>
+        'response' in later ? { httpStatus: later.response.status, latencyMs: later.at.getTime() - sentAt } : undefined,
+      );
+      return { outcome: 'TimedOut', late };
     }
+    if ('error' in first) {
+      return { outcome: first.error instanceof WebhookTimeoutError ? 'TimedOut' : 'SocketError' };
+    }
+    return { outcome: outcomeOf(first.response.status), httpStatus: first.response.status, answeredAt: first.at };
   }
 
   private async deadLetter(delivery: PendingDelivery, reason: DeadLetterReason): Promise<void> {
@@ -369,87 +328,7 @@ export class WebhookDelivery implements EventSink {
     const filePath = path.join(folder, `${randomUUID()}.json`);
     await writeFile(filePath, `${JSON.stringify([content], null, 2)}\n`);
     this.deadLettered.push({ subscriptionName: subscription.name, eventId: event.id, reason, filePath, content });
+    this.log.deadLettered(delivery.record, reason);
     this.settle();
   }
-
-  private async validationEventHandshake(subscription: Subscription): Promise<void> {
-    const validationCode = randomUUID();
-    const validationEvent = {
-      id: randomUUID(),
-      topic: VALIDATION_EVENT_TOPIC,
-      subject: '',
-      data: { validationCode },
-      eventType: 'Microsoft.EventGrid.SubscriptionValidationEvent',
-      eventTime: new Date().toISOString(),
-      metadataVersion: '1',
-      dataVersion: '1',
-    };
-    const response = await this.handshake(
-      subscription,
-      'POST',
-      {
-        'content-type': 'application/json; charset=utf-8',
-        'aeg-event-type': 'SubscriptionValidation',
-        'aeg-subscription-name': subscription.name.toUpperCase(),
-        'aeg-delivery-count': '0',
-        'aeg-data-version': '1',
-        'aeg-metadata-version': '1',
-      },
-      JSON.stringify([validationEvent]),
-    );
-    if (response.status !== 200) {
-      throw handshakeFailed(
-        subscription,
-        `the endpoint answered HTTP ${response.status}; it must answer 200 OK (202 is not accepted) with {"validationResponse":"<data.validationCode>"}.`,
-      );
-    }
-    let echoed: unknown;
-    try {
-      echoed = (JSON.parse(response.body) as { validationResponse?: unknown }).validationResponse;
-    } catch {
-      echoed = undefined;
-    }
-    if (echoed !== validationCode) {
-      throw handshakeFailed(
-        subscription,
-        'the 200 response did not echo the validation code: its body must be {"validationResponse":"<data.validationCode>"}.',
-      );
-    }
-  }
-
-  private async abuseProtectionHandshake(subscription: Subscription): Promise<void> {
-    const response = await this.handshake(subscription, 'OPTIONS', { 'WebHook-Request-Origin': EVENT_GRID_ORIGIN });
-    const header = response.headers['webhook-allowed-origin'];
-    const allowed = (Array.isArray(header) ? header : [header ?? ''])
-      .flatMap((value) => value.split(','))
-      .map((value) => value.trim().toLowerCase());
-    if (!allowed.includes(EVENT_GRID_ORIGIN) && !allowed.includes('*')) {
-      throw handshakeFailed(
-        subscription,
-        `the OPTIONS response (HTTP ${response.status}) did not grant delivery: it must carry "WebHook-Allowed-Origin: ${EVENT_GRID_ORIGIN}" (or "*").`,
-      );
-    }
-  }
-
-  private async handshake(
-    subscription: Subscription,
-    method: 'POST' | 'OPTIONS',
-    headers: Record<string, string>,
-    body?: string,
-  ): Promise<WebhookResponse> {
-    try {
-      return await this.client.send(subscription.endpoint, method, headers, body);
-    } catch (error) {
-      throw handshakeFailed(
-        subscription,
-        `${method} request failed: ${error instanceof Error ? error.message : String(error)}`,
-      );
-    }
-  }
-}
-
-function handshakeFailed(subscription: Subscription, reason: string): SubscriptionValidationError {
-  return new SubscriptionValidationError(
-    `Webhook validation handshake failed for ${redactedEndpoint(subscription.endpoint)} (subscription ${subscription.name}, ${subscription.schema}): ${reason}`,
-  );
 }

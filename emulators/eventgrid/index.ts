@@ -6,21 +6,22 @@ import type http from 'node:http';
 import type { EventSink } from '../contracts';
 import { assertPortFree, listenOnLoopback } from '../ports';
 import { WebhookDelivery } from './delivery';
-import type { DeadLetteredEvent, DeliveryAttempt, DeliveryPolicy, WebhookSubscriptionOptions } from './delivery';
+import type { DeadLetteredEvent, DeliveryPolicy } from './delivery';
+import type { DeliveryAttempt, EventDelivery } from './delivery-log';
+import { DELAYED_DELIVERY_DEFAULTS } from './endpoint-health';
+import type { DelayedDeliveryPolicy, EndpointHealthReport } from './endpoint-health';
 import { sendEventGridError, sendJson } from './http-util';
+import type { WebhookSubscriptionOptions } from './subscriptions';
 import { TopicEndpoints } from './topics';
 import type { TopicEvent } from './topics';
 import { isLoopbackHost } from './webhook-client';
 
-export type {
-  DeadLetteredEvent,
-  DeadLetterReason,
-  DeliveryAttempt,
-  DeliveryOutcome,
-  DeliverySchema,
-  WebhookSubscriptionOptions,
-} from './delivery';
-export { SubscriptionValidationError } from './delivery';
+export type { DeadLetteredEvent } from './delivery';
+export type { DeadLetterReason, DeliveryAttempt, EventDelivery } from './delivery-log';
+export type { DelayedDeliveryPolicy, EndpointHealthReport } from './endpoint-health';
+export type { DeliveryOutcome } from './payload';
+export type { DeliverySchema, WebhookSubscriptionOptions } from './subscriptions';
+export { SubscriptionValidationError } from './subscriptions';
 export type { TopicEvent, TopicInputSchema } from './topics';
 export { topicResourceId } from './topics';
 
@@ -31,6 +32,10 @@ export const EVENT_GRID_RETRY_SCHEDULE_MS: readonly number[] = [
 /** Event Grid's defaults: 30 attempts, 1440 minutes. */
 export const DEFAULT_MAX_DELIVERY_ATTEMPTS = 30;
 export const DEFAULT_EVENT_TIME_TO_LIVE_MS = 1440 * 60_000;
+/** Event Grid waits 30 s for an answer to each delivery. */
+export const EVENT_GRID_RESPONSE_TIMEOUT_MS = 30_000;
+/** "If the endpoint responds within 3 minutes, Event Grid attempts to remove the event from the retry queue". */
+const LATE_ANSWER_WINDOW_FACTOR = 6;
 
 export interface EventGridEmulatorOptions {
   tls: { cert: string; key: string };
@@ -38,8 +43,21 @@ export interface EventGridEmulatorOptions {
   deadLetterDir: string;
   /** Defaults to a free port. */
   port?: number;
+  /**
+   * Compresses Event Grid's time: its retry schedule and delayed-delivery back-off are multiplied by this (0.01: a
+   * 10 s retry comes after 100 ms). Omitted with an explicit retrySchedule: retrySchedule[0] / 10 s, the compression
+   * that schedule implies; omitted otherwise: 1 (real time).
+   */
+  timeScale?: number;
   /** Milliseconds between attempts (a compressed Event Grid schedule in tests); the last entry repeats. */
   retrySchedule?: number[];
+  /** An answer later than this fails the attempt (TimedOut) and it is retried; default 30 s, not scaled. */
+  responseTimeoutMs?: number;
+  /**
+   * Delayed delivery to an endpoint that keeps failing (see endpoint-health.ts); `false` turns it off. Omitted fields:
+   * 10 failures, then 1 min doubling up to 4 h, times timeScale.
+   */
+  delayedDelivery?: Partial<DelayedDeliveryPolicy> | false;
   /** 1-30, as Event Grid allows. */
   maxDeliveryAttempts?: number;
   eventTimeToLiveMs?: number;
@@ -49,7 +67,10 @@ export interface EventGridEmulatorOptions {
 
 export interface EventGridEmulator {
   port: number;
-  /** `https://127.0.0.1:<port>`: the admin routes (`/_admin/topics/<topic>/events`, `/_admin/deliveries`, `/_admin/dead-letters`). */
+  /**
+   * `https://127.0.0.1:<port>`: the admin routes (GET `/_admin/topics/<topic>/events`, GET|DELETE `/_admin/deliveries`,
+   * GET `/_admin/deliveries/events`, GET `/_admin/endpoints`, GET `/_admin/dead-letters`).
+   */
   adminUrl: string;
   /** Key Vault's system topic: what is published here goes to the webhook subscriptions. */
   systemTopicSink: EventSink;
@@ -59,8 +80,14 @@ export interface EventGridEmulator {
   received(topicName: string): TopicEvent[];
   /** Called for each event a custom topic accepts; returns the unsubscribe function. */
   onEvent(listener: (event: TopicEvent) => void): () => void;
-  /** Every webhook delivery attempt so far. */
+  /** Every webhook delivery attempt so far, with its timings. */
   deliveries(): DeliveryAttempt[];
+  /** Every event per subscription: published, acknowledged (with its ack latency) or dead-lettered. */
+  eventDeliveries(): EventDelivery[];
+  /** Each subscription's endpoint: failures in a row and whether its deliveries are being delayed. */
+  endpointHealth(): EndpointHealthReport[];
+  /** Forgets recorded attempts and settled events (pending ones stay). */
+  clearDeliveries(): void;
   deadLetters(): DeadLetteredEvent[];
   /** Resolves when every event published to the system topic is delivered or dead-lettered. */
   idle(): Promise<void>;
@@ -70,16 +97,32 @@ export interface EventGridEmulator {
 /** `<topic>.<region>-1.eventgrid.azure.net`, as the topic endpoint's host name reads. */
 const TOPIC_HOST = /^([a-z0-9-]{3,50})\.[a-z0-9]+-1\.eventgrid\.azure\.net$/;
 
+function checkDuration(name: string, value: number, { allowZero = false } = {}): number {
+  if (!Number.isFinite(value) || value < 0 || (!allowZero && value === 0)) {
+    throw new Error(
+      `Event Grid emulator: ${name} must be a ${allowZero ? 'non-negative' : 'positive'} number, got ${value}.`,
+    );
+  }
+  return value;
+}
+
 function deliveryPolicy(options: EventGridEmulatorOptions): DeliveryPolicy {
   const {
     deadLetterDir,
-    retrySchedule = [...EVENT_GRID_RETRY_SCHEDULE_MS],
     maxDeliveryAttempts = DEFAULT_MAX_DELIVERY_ATTEMPTS,
     eventTimeToLiveMs = DEFAULT_EVENT_TIME_TO_LIVE_MS,
+    responseTimeoutMs = EVENT_GRID_RESPONSE_TIMEOUT_MS,
   } = options;
   if (typeof deadLetterDir !== 'string' || deadLetterDir.trim() === '') {
     throw new Error('Event Grid emulator: deadLetterDir must be a folder path.');
   }
+  const firstRetry = EVENT_GRID_RETRY_SCHEDULE_MS[0] ?? 10_000;
+  const timeScale = checkDuration(
+    'timeScale',
+    options.timeScale ?? (options.retrySchedule?.[0] !== undefined ? options.retrySchedule[0] / firstRetry : 1),
+    { allowZero: true },
+  );
+  const retrySchedule = options.retrySchedule ?? EVENT_GRID_RETRY_SCHEDULE_MS.map((ms) => ms * timeScale);
   if (
     !Array.isArray(retrySchedule) ||
     retrySchedule.length === 0 ||
@@ -92,10 +135,33 @@ function deliveryPolicy(options: EventGridEmulatorOptions): DeliveryPolicy {
       `Event Grid emulator: maxDeliveryAttempts must be an integer from 1 to 30, got ${maxDeliveryAttempts}.`,
     );
   }
-  if (!Number.isFinite(eventTimeToLiveMs) || eventTimeToLiveMs <= 0) {
-    throw new Error(`Event Grid emulator: eventTimeToLiveMs must be a positive number, got ${eventTimeToLiveMs}.`);
+  checkDuration('eventTimeToLiveMs', eventTimeToLiveMs);
+  checkDuration('responseTimeoutMs', responseTimeoutMs);
+  let delayedDelivery: DelayedDeliveryPolicy | undefined;
+  if (options.delayedDelivery !== false) {
+    const given = options.delayedDelivery ?? {};
+    delayedDelivery = {
+      afterFailures: given.afterFailures ?? DELAYED_DELIVERY_DEFAULTS.afterFailures,
+      initialDelayMs: given.initialDelayMs ?? DELAYED_DELIVERY_DEFAULTS.initialDelayMs * timeScale,
+      maxDelayMs: given.maxDelayMs ?? DELAYED_DELIVERY_DEFAULTS.maxDelayMs * timeScale,
+    };
+    if (!Number.isInteger(delayedDelivery.afterFailures) || delayedDelivery.afterFailures < 1) {
+      throw new Error(
+        `Event Grid emulator: delayedDelivery.afterFailures must be a positive integer, got ${delayedDelivery.afterFailures}.`,
+      );
+    }
+    checkDuration('delayedDelivery.initialDelayMs', delayedDelivery.initialDelayMs, { allowZero: true });
+    checkDuration('delayedDelivery.maxDelayMs', delayedDelivery.maxDelayMs, { allowZero: true });
   }
-  return { deadLetterDir, retrySchedule, maxDeliveryAttempts, eventTimeToLiveMs };
+  return {
+    deadLetterDir,
+    retrySchedule,
+    maxDeliveryAttempts,
+    eventTimeToLiveMs,
+    responseTimeoutMs,
+    lateAnswerWindowMs: responseTimeoutMs * LATE_ANSWER_WINDOW_FACTOR,
+    delayedDelivery,
+  };
 }
 
 function checkTopicKeys(topicKeys: Record<string, string>): Record<string, string> {
@@ -117,23 +183,33 @@ export async function startEventGridEmulator(options: EventGridEmulatorOptions):
   const admin = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     const { pathname } = new URL(req.url ?? '/', 'https://127.0.0.1');
     const topicEvents = /^\/_admin\/topics\/([^/]+)\/events$/.exec(pathname);
-    if (req.method !== 'GET') {
-      sendEventGridError(req, res, 405, 'MethodNotAllowed', 'The admin routes are read-only (GET).');
-    } else if (topicEvents?.[1]) {
-      sendJson(res, 200, topics.received(decodeURIComponent(topicEvents[1])));
-    } else if (pathname === '/_admin/deliveries') {
-      sendJson(res, 200, delivery.deliveries());
-    } else if (pathname === '/_admin/dead-letters') {
-      sendJson(res, 200, delivery.deadLetters());
-    } else {
-      sendEventGridError(
-        req,
-        res,
-        404,
-        'NotFound',
-        `No admin route ${pathname}: try /_admin/topics/<topic>/events, /_admin/deliveries or /_admin/dead-letters.`,
-      );
+    const route = `${req.method ?? 'GET'} ${pathname.replace(/\/+$/, '')}`;
+    if (req.method === 'GET' && topicEvents?.[1]) {
+      return sendJson(res, 200, topics.received(decodeURIComponent(topicEvents[1])));
     }
+    switch (route) {
+      case 'GET /_admin/deliveries':
+        return sendJson(res, 200, delivery.deliveries());
+      case 'DELETE /_admin/deliveries':
+        delivery.clearDeliveries();
+        req.resume();
+        res.writeHead(204).end();
+        return;
+      case 'GET /_admin/deliveries/events':
+        return sendJson(res, 200, delivery.eventDeliveries());
+      case 'GET /_admin/endpoints':
+        return sendJson(res, 200, delivery.endpointHealth());
+      case 'GET /_admin/dead-letters':
+        return sendJson(res, 200, delivery.deadLetters());
+    }
+    sendEventGridError(
+      req,
+      res,
+      404,
+      'NotFound',
+      `No admin route ${route}: try GET /_admin/topics/<topic>/events, GET|DELETE /_admin/deliveries, ` +
+        'GET /_admin/deliveries/events, GET /_admin/endpoints or GET /_admin/dead-letters.',
+    );
   };
 
   const route = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {
@@ -167,6 +243,9 @@ export async function startEventGridEmulator(options: EventGridEmulatorOptions):
     received: (topicName) => topics.received(topicName),
     onEvent: (listener) => topics.onEvent(listener),
     deliveries: () => delivery.deliveries(),
+    eventDeliveries: () => delivery.eventDeliveries(),
+    endpointHealth: () => delivery.endpointHealth(),
+    clearDeliveries: () => delivery.clearDeliveries(),
     deadLetters: () => delivery.deadLetters(),
     idle: () => delivery.idle(),
     close: async () => {

@@ -1,4 +1,5 @@
-// Outbound HTTP(S) to subscribers' webhooks: one request, a whole-response deadline, and a way to abort everything on close.
+// Outbound HTTP(S) to subscribers' webhooks: one request with a hard limit on how long it may stay open, and a way to
+// abort everything on close.
 import http from 'node:http';
 import https from 'node:https';
 
@@ -8,7 +9,7 @@ export interface WebhookResponse {
   body: string;
 }
 
-/** The endpoint did not answer within Event Grid's response deadline. */
+/** The endpoint did not answer within the time the request was allowed to stay open. */
 export class WebhookTimeoutError extends Error {
   constructor(timeoutMs: number) {
     super(`The endpoint did not respond within ${timeoutMs} ms.`);
@@ -32,9 +33,14 @@ export class WebhookClient {
   private readonly httpsAgent = new https.Agent({ keepAlive: true });
   private readonly inFlight = new Set<http.ClientRequest>();
 
-  constructor(private readonly timeoutMs: number) {}
-
-  send(url: URL, method: 'POST' | 'OPTIONS', headers: Record<string, string>, body?: string): Promise<WebhookResponse> {
+  /** Rejects with WebhookTimeoutError when no whole answer came within `timeoutMs`. */
+  send(
+    url: URL,
+    method: 'POST' | 'OPTIONS',
+    headers: Record<string, string>,
+    body: string | undefined,
+    timeoutMs: number,
+  ): Promise<WebhookResponse> {
     const secure = url.protocol === 'https:';
     const payload = body === undefined ? undefined : Buffer.from(body, 'utf8');
     return new Promise<WebhookResponse>((resolve, reject) => {
@@ -58,7 +64,7 @@ export class WebhookClient {
           response.on('error', reject);
         },
       );
-      const deadline = setTimeout(() => request.destroy(new WebhookTimeoutError(this.timeoutMs)), this.timeoutMs);
+      const deadline = setTimeout(() => request.destroy(new WebhookTimeoutError(timeoutMs)), timeoutMs);
       this.inFlight.add(request);
       request.on('close', () => {
         clearTimeout(deadline);

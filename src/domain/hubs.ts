@@ -55,7 +55,54 @@ export function subscriptionOf(resourceId: string): string {
   return (/^\/subscriptions\/([^/]+)/i.exec(resourceId)?.[1] ?? '').toLowerCase();
 }
 
-/** Placeholder until the read-only field list lands (see the emu branch): the body as read. */
+/** Read-only in iothub.json (2023-06-30-preview … 2026-08-01-preview): set by the service, never sent on a write. */
+const READ_ONLY_TOP_LEVEL = ['id', 'name', 'type', 'systemData'];
+const READ_ONLY_IDENTITY = ['principalId', 'tenantId'];
+const READ_ONLY_USER_IDENTITY = ['principalId', 'clientId'];
+/**
+ * `privateEndpointConnections` is managed with its own API; `deviceHostName`, `serviceHostName` and `iotHubDetails`
+ * are read-only from 2026-08-01-preview on (harmless to drop for older versions, which do not return them).
+ */
+const READ_ONLY_PROPERTIES = [
+  'provisioningState',
+  'state',
+  'hostName',
+  'locations',
+  'deviceHostName',
+  'serviceHostName',
+  'iotHubDetails',
+  'privateEndpointConnections',
+];
+const READ_ONLY_EVENT_HUB_ENDPOINT = ['partitionIds', 'path', 'endpoint'];
+
+const omit = (object: JsonObject, fields: readonly string[]): void => {
+  for (const field of fields) delete object[field];
+};
+
+/**
+ * The body for a PUT of a hub read with GET: a copy without the fields the service owns (ids, systemData, sku.tier,
+ * the identities' principal/client/tenant ids — each user identity becomes `{}` — provisioning state, host names,
+ * locations, the Event Hub endpoint's partitionIds/path/endpoint, private endpoint connections). Everything else is
+ * kept as read, `etag` and fields this code does not know included; the input is not modified.
+ */
 export function hubBodyForWrite(body: JsonObject): JsonObject {
-  return body;
+  const copy = structuredClone(body);
+  omit(copy, READ_ONLY_TOP_LEVEL);
+  if (isObject(copy.sku)) omit(copy.sku, ['tier']);
+  if (isObject(copy.identity)) {
+    omit(copy.identity, READ_ONLY_IDENTITY);
+    const userIdentities = copy.identity.userAssignedIdentities;
+    if (isObject(userIdentities)) {
+      for (const value of Object.values(userIdentities)) if (isObject(value)) omit(value, READ_ONLY_USER_IDENTITY);
+    }
+  }
+  if (isObject(copy.properties)) {
+    omit(copy.properties, READ_ONLY_PROPERTIES);
+    const endpoints = copy.properties.eventHubEndpoints;
+    if (isObject(endpoints)) {
+      for (const endpoint of Object.values(endpoints))
+        if (isObject(endpoint)) omit(endpoint, READ_ONLY_EVENT_HUB_ENDPOINT);
+    }
+  }
+  return copy;
 }

@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { identifiersForKey, keyIdentifiersOf, versionsForKey, withKeyIdentifier } from '../../src/domain/hubs';
+import {
+  hubBodyForWrite,
+  identifiersForKey,
+  keyIdentifiersOf,
+  versionsForKey,
+  withKeyIdentifier,
+} from '../../src/domain/hubs';
 import type { JsonObject } from '../../src/domain/ports';
 
 const KEY = { vaultUrl: 'https://contoso.vault.azure.net', name: 'iot-cmk' };
@@ -173,5 +179,94 @@ describe('reading key references', () => {
   it('finds nothing on a hub without encryption', () => {
     expect(keyIdentifiersOf({ properties: { state: 'Active' } })).toEqual([]);
     expect(identifiersForKey({}, KEY)).toEqual([]);
+  });
+});
+
+describe('hubBodyForWrite', () => {
+  /** What the service owns, as a GET of api-version 2026-08-01-preview can return it. */
+  function asRead(): JsonObject {
+    const hub = hubResource([entry(OLD_ID)]);
+    hub.identity = {
+      type: 'SystemAssigned, UserAssigned',
+      principalId: '00000000-0000-0000-0000-0000000000cc',
+      tenantId: '00000000-0000-0000-0000-0000000000dd',
+      userAssignedIdentities: {
+        [IDENTITY_ID]: {
+          principalId: '00000000-0000-0000-0000-0000000000aa',
+          clientId: '00000000-0000-0000-0000-0000000000bb',
+        },
+        '/subscriptions/s/resourceGroups/r/providers/Microsoft.ManagedIdentity/userAssignedIdentities/other': {
+          principalId: '00000000-0000-0000-0000-0000000000ee',
+          clientId: '00000000-0000-0000-0000-0000000000ff',
+          futureIdentityField: 'kept',
+        },
+      },
+      futureIdentitySetting: 'kept',
+    };
+    Object.assign(hub.properties as JsonObject, {
+      deviceHostName: 'testhub.device.azure-devices.net',
+      serviceHostName: 'testhub.service.azure-devices.net',
+      iotHubDetails: { gatewayVersion: 'V2' },
+      privateEndpointConnections: [{ id: 'pec-1', properties: { privateEndpoint: { id: 'pe-1' } } }],
+    });
+    return hub;
+  }
+
+  it('removes exactly the read-only fields and keeps everything else, unknown fields and etag included', () => {
+    const read = asRead();
+    const snapshot = structuredClone(read);
+    const written = hubBodyForWrite(read);
+
+    const expected = structuredClone(snapshot) as Record<string, any>;
+    for (const field of ['id', 'name', 'type', 'systemData']) delete expected[field];
+    delete expected.sku.tier;
+    delete expected.identity.principalId;
+    delete expected.identity.tenantId;
+    expected.identity.userAssignedIdentities = {
+      [IDENTITY_ID]: {},
+      '/subscriptions/s/resourceGroups/r/providers/Microsoft.ManagedIdentity/userAssignedIdentities/other': {
+        futureIdentityField: 'kept',
+      },
+    };
+    for (const field of [
+      'provisioningState',
+      'state',
+      'hostName',
+      'locations',
+      'deviceHostName',
+      'serviceHostName',
+      'iotHubDetails',
+      'privateEndpointConnections',
+    ]) {
+      delete expected.properties[field];
+    }
+    expected.properties.eventHubEndpoints.events = { retentionTimeInDays: 1, partitionCount: 2 };
+
+    expect(written).toStrictEqual(expected);
+    expect(written).toMatchObject({
+      etag: 'AAAAAAFD6M4=',
+      futureTopLevelField: { nested: [1, 2, { deep: true }] },
+      identity: { futureIdentitySetting: 'kept' },
+      properties: { futurePropertiesField: ['kept'], encryption: { futureEncryptionField: 'kept' } },
+    });
+    expect(read).toStrictEqual(snapshot);
+  });
+
+  it('composes with withKeyIdentifier: only the key identifier differs from the writable copy', () => {
+    const read = asRead();
+    const moved = hubBodyForWrite(withKeyIdentifier(read, KEY, NEW_ID));
+    expect(moved).toStrictEqual(withEntryReplaced(hubBodyForWrite(read), { 0: NEW_ID }));
+  });
+
+  it('copies bodies without those sections, or with odd shapes, without failing', () => {
+    expect(hubBodyForWrite({ location: 'westeurope', futureField: 1 })).toStrictEqual({
+      location: 'westeurope',
+      futureField: 1,
+    });
+    const odd = { identity: { type: 'None', userAssignedIdentities: { a: null } }, sku: 'S1', properties: [] };
+    expect(hubBodyForWrite(odd)).toStrictEqual(odd);
+    expect(hubBodyForWrite({ properties: { eventHubEndpoints: { events: 'x' } } })).toStrictEqual({
+      properties: { eventHubEndpoints: { events: 'x' } },
+    });
   });
 });
