@@ -1,10 +1,12 @@
 // `npm run bench`: the fan-out benchmark. The whole local Azure runs in this process (ARM with injected latency,
-// slow long-running PUTs and subscription write throttling), the app runs in its local host as in production-like
-// tests, and the clock is the wall clock. For N hubs on one key it times "new key version exists" → "every hub
-// references it", then a burst of unrelated Key Vault events; it prints a table and writes bench-results.json.
-// Nothing here asserts a time: the numbers are for people to read.
+// long-running hub updates, subscription throttling), the app runs in one or two local hosts sharing one storage
+// account (as scaled-out instances would), and the clock is the wall clock. Each row delivers one Key Vault event
+// for a key used by N hubs (redelivered every few seconds, as Event Grid may) and times it until every hub
+// references the new version and its update has ended; then a burst of unrelated events. It prints a table and
+// writes bench-results.json. Nothing here asserts a time: the numbers are for people to read.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { cpus } from 'node:os';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -17,7 +19,6 @@ import { freePort } from '../emulators/ports';
 import { startStack } from '../emulators/stack';
 import type { RunningStack } from '../emulators/stack';
 import { ensureDevCertificate } from '../emulators/tls';
-import { loadConfig } from '../src/config';
 import { deliverBurst, unrelatedEvents } from './events';
 import type { BurstResult, UnrelatedKey } from './events';
 import { hubKeyIdentifier, hubsPerSubscription, seedFleet } from './fleet';
@@ -26,44 +27,92 @@ import { FLOOR_FORMULA, floorMs } from './floor';
 import type { ArmConditions } from './floor';
 import { measureModuleLoad, peakRssBytes, resetPeakRss } from './processStats';
 import type { ModuleLoadResult } from './processStats';
+import { ackLatencies, keyEvent, percentile } from './ack';
 
-const ARM: ArmConditions = { latencyMs: 50, operationMs: 1000, burst: 200, refillPerSecond: 10 };
+const LATENCY_MS = 50;
+const WRITES = { burst: 200, refillPerSecond: 10 };
+const READS = { burst: 250, refillPerSecond: 25 };
+const PAGE_SIZE = 100;
 const VAULT = 'fleet';
 const VAULT_URL = `https://${VAULT}.vault.azure.net`;
 const FOREIGN_VAULT = 'elsewhere';
 const subscription = (n: number) => `b0000000-0000-4000-8000-${String(n).padStart(12, '0')}`;
-/** Each scenario has subscriptions of its own, so each starts with full write buckets (as a fresh fan-out would). */
-const SCENARIOS = [
-  { hubs: 10, subscriptions: [subscription(10)] },
-  { hubs: 100, subscriptions: [subscription(100)] },
-  { hubs: 1000, subscriptions: [1, 2, 3, 4].map((i) => subscription(1000 + i)) },
+
+interface Scenario {
+  hubs: number;
+  subscriptions: string[];
+  instances: 1 | 2;
+  operationMs: number;
+  retryAfterSeconds: number;
+  /** ARM's read throttling too (writes are always throttled). */
+  throttleReads: boolean;
+}
+
+/**
+ * The first three rows are the history (1 s updates, write throttling only, one instance); the last is a fleet as
+ * Azure runs it: minute-long updates, reads and writes throttled, two instances. Each scenario has subscriptions of
+ * its own, so each starts with full buckets, as a fresh fan-out would.
+ */
+const SCENARIOS: Scenario[] = [
+  {
+    hubs: 10,
+    subscriptions: [subscription(10)],
+    instances: 1,
+    operationMs: 1000,
+    retryAfterSeconds: 1,
+    throttleReads: false,
+  },
+  {
+    hubs: 100,
+    subscriptions: [subscription(100)],
+    instances: 1,
+    operationMs: 1000,
+    retryAfterSeconds: 1,
+    throttleReads: false,
+  },
+  {
+    hubs: 1000,
+    subscriptions: [1, 2, 3, 4].map((i) => subscription(1000 + i)),
+    instances: 1,
+    operationMs: 1000,
+    retryAfterSeconds: 1,
+    throttleReads: false,
+  },
+  {
+    hubs: 1000,
+    subscriptions: [1, 2, 3, 4].map((i) => subscription(2000 + i)),
+    instances: 2,
+    operationMs: 60_000,
+    retryAfterSeconds: 10,
+    throttleReads: true,
+  },
 ];
+/** Event Grid delivers at least once: the same event comes again this often while the fleet moves. */
+const REDELIVERY_EVERY_MS = 2000;
 const UNUSED_KEYS = 20;
 const BURST_EVENTS = 1000;
 const BURST_IN_FLIGHT = 32;
 const MODULE_LOAD_RUNS = 7;
 const RESULTS_FILE = path.resolve('bench-results.json');
 
-interface ScenarioResult {
+export interface Row {
   hubs: number;
   subscriptions: number;
-  wallMs: number;
-  hubsPerSecond: number;
-  floorMs: number;
-  ratioToFloor: number;
-  /** Hubs that do not reference the new version afterwards, or that the app reported as not done. */
-  failedHubs: number;
-  status: string;
-  arm: ArmCalls;
-  hostPeakRssBytes: number | undefined;
-}
-
-interface ArmCalls {
-  total: number;
-  writes: number;
+  instances: number;
+  updateSeconds: number;
+  wallSeconds: number;
+  floorSeconds: number;
+  ratio: number;
+  /** Hubs not on the new version at the end, or that the job reports failed. */
+  failed: number;
+  /** 429 answers from ARM. */
   throttled: number;
-  /** The emulator's request log is bounded; when full, the counts are lower bounds. */
-  capped: boolean;
+  /** p99 of the time the app took to answer each delivery of the event (the first and every redelivery). */
+  eventAckP99Ms: number;
+  deliveries: number;
+  armCalls: number;
+  acceptedPuts: number;
+  hostPeakRssBytes: number | undefined;
 }
 
 const credential: TokenCredential = {
@@ -89,97 +138,136 @@ function relaunchTrusting(trustBundlePath: string): Promise<number> {
   return new Promise((resolve) => child.once('exit', (code) => resolve(code ?? 1)));
 }
 
-function armCalls(stack: RunningStack): ArmCalls {
-  const requests = stack.arm.requests();
+function conditionsOf(scenario: Scenario): ArmConditions {
   return {
-    total: requests.length,
-    writes: requests.filter((r) => r.method !== 'GET').length,
-    throttled: requests.filter((r) => r.status === 429).length,
-    capped: requests.length >= 5000,
+    latencyMs: LATENCY_MS,
+    operationMs: scenario.operationMs,
+    retryAfterSeconds: scenario.retryAfterSeconds,
+    writes: WRITES,
+    ...(scenario.throttleReads ? { reads: READS } : {}),
+    pageSize: PAGE_SIZE,
   };
 }
 
-async function call(host: RunningFunctionHost, functionKey: string, route: string, body: unknown) {
-  const response = await fetch(`${host.url}${route}`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', 'x-functions-key': functionKey },
-    body: JSON.stringify(body),
-  });
-  const text = await response.text();
-  if (response.status !== 200) throw new Error(`POST ${route} answered ${response.status}: ${text.slice(0, 500)}`);
-  return JSON.parse(text) as { status: string; hubs: { result: string }[] };
+/** Hubs that reference `keyId` with their update ended. */
+function settledCount(stack: RunningStack, fleet: readonly HubRef[], keyId: string): number {
+  return fleet.filter((ref) => {
+    const state = (stack.arm.getHub(ref) as { properties?: { provisioningState?: string } } | undefined)?.properties
+      ?.provisioningState;
+    return hubKeyIdentifier(stack.arm, ref) === keyId && state === 'Succeeded';
+  }).length;
 }
 
-/** A new version of the fleet's key exists; the clock runs until the app says every hub is on it. */
 async function runScenario(
   stack: RunningStack,
-  host: RunningFunctionHost,
+  hosts: RunningFunctionHost[],
   functionKey: string,
   keys: KeyClient,
+  scenario: Scenario,
   keyName: string,
   fleet: HubRef[],
-): Promise<ScenarioResult> {
-  const created = await keys.createRsaKey(keyName, { keySize: 2048, keyOps: ['wrapKey', 'unwrapKey'] });
+): Promise<Row> {
+  stack.arm.timing.setDefaults({ operationMs: scenario.operationMs, retryAfterSeconds: scenario.retryAfterSeconds });
+  stack.arm.faults.setThrottling({ enabled: true, ...WRITES, reads: scenario.throttleReads ? READS : false });
+  // The history rows propagate a version made outside (KeyNewVersionCreated); the fleet row lets the app rotate
+  // a key nearing expiry (KeyNearExpiry), version creation included.
+  const rotates = scenario.instances === 2;
+  const current = await keys.getKey(keyName);
+  const created = rotates
+    ? undefined
+    : await keys.createRsaKey(keyName, { keySize: 2048, keyOps: ['wrapKey', 'unwrapKey'] });
+  const event = rotates
+    ? keyEvent(VAULT, 'KeyNearExpiry', keyName, current.properties.version!)
+    : keyEvent(VAULT, 'KeyNewVersionCreated', keyName, created!.properties.version!);
   stack.arm.clearRequests();
-  const peakReset = resetPeakRss(host.pid);
+  const peakReset = resetPeakRss(hosts[0]!.pid);
+  const floor = floorMs(hubsPerSubscription(fleet), conditionsOf(scenario));
   const started = performance.now();
-  const report = await call(host, functionKey, '/api/keys/sync', { keyId: `${VAULT_URL}/keys/${keyName}` });
+  const webhooks = hosts.map((h) => `${h.url}/runtime/webhooks/eventgrid?functionName=keyVaultEvents`);
+  const acks = ackLatencies(webhooks, event, REDELIVERY_EVERY_MS);
+  let target = created?.id;
+  const deadline = started + floor * 3 + 120_000;
+  for (;;) {
+    if (!target && acks.answered() > 0) {
+      const newest = (await keys.getKey(keyName)).id!;
+      if (newest !== current.id) target = newest;
+    }
+    if (target && settledCount(stack, fleet, target) === fleet.length) break;
+    if (performance.now() > deadline) break;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
   const wallMs = performance.now() - started;
-  const notDone = report.hubs.filter((h) => h.result !== 'moved' && h.result !== 'already-current').length;
-  const behind = fleet.filter((ref) => hubKeyIdentifier(stack.arm, ref) !== created.id).length;
-  const floor = floorMs(hubsPerSubscription(fleet), ARM);
+  const latencies = await acks.stop();
+  const counts = stack.arm.requestCounts();
+  const behind = target ? fleet.length - settledCount(stack, fleet, target) : fleet.length;
+  const job = target ? await jobFailures(hosts[0]!, functionKey, keyName, target) : 0;
   return {
     hubs: fleet.length,
     subscriptions: new Set(fleet.map((r) => r.subscriptionId)).size,
-    wallMs,
-    hubsPerSecond: fleet.length / (wallMs / 1000),
-    floorMs: floor,
-    ratioToFloor: wallMs / floor,
-    failedHubs: Math.max(notDone, behind),
-    status: report.status,
-    arm: armCalls(stack),
-    hostPeakRssBytes: peakReset ? peakRssBytes(host.pid) : undefined,
+    instances: hosts.length,
+    updateSeconds: scenario.operationMs / 1000,
+    wallSeconds: wallMs / 1000,
+    floorSeconds: floor / 1000,
+    ratio: wallMs / floor,
+    failed: Math.max(behind, job),
+    throttled: counts.throttled,
+    eventAckP99Ms: percentile(latencies, 0.99),
+    deliveries: latencies.length,
+    armCalls: counts.total,
+    acceptedPuts: counts.acceptedPuts,
+    hostPeakRssBytes: peakReset ? peakRssBytes(hosts[0]!.pid) : undefined,
   };
 }
 
-function printTable(
-  rows: ScenarioResult[],
-  burst: BurstResult & { arm: ArmCalls; hostPeakRssBytes: number | undefined },
-  load: ModuleLoadResult,
-  concurrency: number,
-) {
+/** Hubs the job reports failed. */
+async function jobFailures(host: RunningFunctionHost, functionKey: string, keyName: string, target: string) {
+  const version = target.split('/').pop()!;
+  const response = await fetch(`${host.url}/api/jobs/${VAULT}.vault.azure.net~${keyName}~${version}`.toLowerCase(), {
+    headers: { 'x-functions-key': functionKey },
+  });
+  if (response.status !== 200) return 0;
+  const job = (await response.json()) as { progress: { failed: number } };
+  return job.progress.failed;
+}
+
+function printTable(rows: Row[], burst: BurstResult, load: ModuleLoadResult) {
   const header = [
     'N',
     'subs',
+    'inst',
+    'update',
     'wall s',
-    'hubs/s',
     'floor s',
     'ratio',
     'failed',
-    'ARM calls',
-    'PUTs',
     '429s',
+    'ack p99',
+    'PUTs',
+    'ARM calls',
     'peak RSS',
   ];
   const lines = rows.map((r) => [
     String(r.hubs),
     String(r.subscriptions),
-    seconds(r.wallMs),
-    r.hubsPerSecond.toFixed(1),
-    seconds(r.floorMs),
-    `${r.ratioToFloor.toFixed(2)}x`,
-    String(r.failedHubs),
-    `${r.arm.capped ? '≥' : ''}${r.arm.total}`,
-    String(r.arm.writes),
-    String(r.arm.throttled),
+    String(r.instances),
+    `${r.updateSeconds} s`,
+    r.wallSeconds.toFixed(2),
+    r.floorSeconds.toFixed(2),
+    `${r.ratio.toFixed(2)}x`,
+    String(r.failed),
+    String(r.throttled),
+    `${r.eventAckP99Ms.toFixed(0)} ms`,
+    String(r.acceptedPuts),
+    String(r.armCalls),
     mib(r.hostPeakRssBytes),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
   const format = (cells: string[]) => cells.map((c, i) => c.padStart(widths[i]!)).join('  ');
   say('');
   say(
-    `Propagation of one new key version (ARM: ${ARM.latencyMs} ms per call, ${ARM.operationMs} ms PUT, ` +
-      `writes ${ARM.burst} burst + ${ARM.refillPerSecond}/s per subscription; app hub concurrency ${concurrency})`,
+    `Propagation of one Key Vault event to N hubs (ARM: ${LATENCY_MS} ms per call; writes ${WRITES.burst} burst + ` +
+      `${WRITES.refillPerSecond}/s per subscription; reads ${READS.burst} + ${READS.refillPerSecond}/s where the ` +
+      `row's updates take a minute; the event redelivered every ${REDELIVERY_EVERY_MS / 1000} s until done)`,
   );
   say(format(header));
   for (const line of lines) say(format(line));
@@ -188,13 +276,7 @@ function printTable(
   say(
     `Unrelated events: ${burst.events} in ${seconds(burst.wallMs)} s = ${burst.eventsPerSecond.toFixed(0)} events/s ` +
       `(${burst.inFlight} in flight), ${burst.failures} failed, latency p50 ${burst.latencyMs.p50.toFixed(0)} ms / ` +
-      `p95 ${burst.latencyMs.p95.toFixed(0)} ms / max ${burst.latencyMs.max.toFixed(0)} ms, ARM calls ` +
-      `${burst.arm.capped ? '≥' : ''}${burst.arm.total} (${burst.arm.writes} writes), host peak RSS ${mib(burst.hostPeakRssBytes)}`,
-  );
-  say(
-    `  mix: ${Object.entries(burst.mix)
-      .map(([k, v]) => `${v} ${k}`)
-      .join(', ')}`,
+      `p95 ${burst.latencyMs.p95.toFixed(0)} ms / max ${burst.latencyMs.max.toFixed(0)} ms`,
   );
   say(
     `Module load (require dist/main.js, fresh process): median ${load.medianMs.toFixed(0)} ms of ${load.runs.length} ` +
@@ -212,25 +294,22 @@ async function main(): Promise<number> {
   const moduleLoad = await measureModuleLoad(path.resolve('dist/main.js'), MODULE_LOAD_RUNS);
 
   const dataDir = mkdtempSync(path.join(tmpdir(), 'cmk-rotator-bench-'));
-  const stack = await startStack({
-    dataDir,
-    tlsDir,
-    asyncOperationDelayMs: ARM.operationMs,
-    retryAfterSeconds: Math.ceil(ARM.operationMs / 1000),
-  });
-  let host: RunningFunctionHost | undefined;
+  const stack = await startStack({ dataDir, tlsDir, armPageSize: PAGE_SIZE });
+  const hosts: RunningFunctionHost[] = [];
   try {
     const keys = new KeyClient(VAULT_URL, credential, {
       proxyOptions: { host: 'http://127.0.0.1', port: stack.proxy.port },
     });
     say('Seeding keys and hubs...');
     const fleets: { keyName: string; fleet: HubRef[] }[] = [];
-    for (const scenario of SCENARIOS) {
-      const keyName = `fleet-${scenario.hubs}`;
-      const key = await keys.createRsaKey(keyName, { keySize: 2048, keyOps: ['wrapKey', 'unwrapKey'] });
+    for (const [i, scenario] of SCENARIOS.entries()) {
+      const keyName = `fleet-${i}-${scenario.hubs}`;
+      // Inside its 30-day notify window, so a KeyNearExpiry for it is one Key Vault could really raise.
+      const expiresOn = new Date(stack.clock.now().getTime() + 20 * 86_400_000);
+      const key = await keys.createRsaKey(keyName, { keySize: 2048, keyOps: ['wrapKey', 'unwrapKey'], expiresOn });
       fleets.push({
         keyName,
-        fleet: await seedFleet(stack.arm, `n${scenario.hubs}`, scenario.hubs, scenario.subscriptions, key.id!),
+        fleet: await seedFleet(stack.arm, `s${i}`, scenario.hubs, scenario.subscriptions, key.id!),
       });
     }
     const unusedKeys: UnrelatedKey[] = [];
@@ -246,34 +325,32 @@ async function main(): Promise<number> {
       ROTATOR_SUBSCRIPTION_IDS: SCENARIOS.flatMap((s) => s.subscriptions).join(','),
       ROTATOR_LOCAL_FUNCTION_KEY: functionKey,
     });
-    const concurrency = loadConfig(env).hubConcurrency;
-    host = await startFunctionHost({ env, port: await freePort() });
+    const startHost = async () => {
+      const host = await startFunctionHost({ env, port: await freePort() });
+      hosts.push(host);
+      return host;
+    };
+    await startHost();
+    stack.arm.faults.setLatency(LATENCY_MS);
 
-    stack.arm.faults.setLatency(ARM.latencyMs);
-    stack.arm.faults.setThrottling({ enabled: true, burst: ARM.burst, refillPerSecond: ARM.refillPerSecond });
-    // Warm-up, untimed: tokens, connections and tables; the hubs are current, so nothing is written.
-    await call(host, functionKey, '/api/keys/sync', { keyId: `${VAULT_URL}/keys/${fleets[0]!.keyName}` });
-
-    const rows: ScenarioResult[] = [];
-    for (const { keyName, fleet } of fleets) {
-      say(`N = ${fleet.length}...`);
-      rows.push(await runScenario(stack, host, functionKey, keys, keyName, fleet));
+    const rows: Row[] = [];
+    for (const [i, scenario] of SCENARIOS.entries()) {
+      while (hosts.length < scenario.instances) await startHost();
+      const { keyName, fleet } = fleets[i]!;
+      say(`N = ${fleet.length}, ${scenario.operationMs / 1000} s updates, ${scenario.instances} instance(s)...`);
+      rows.push(
+        await runScenario(stack, hosts.slice(0, scenario.instances), functionKey, keys, scenario, keyName, fleet),
+      );
     }
 
     say(`Burst of ${BURST_EVENTS} unrelated events...`);
     const { events, mix } = unrelatedEvents(VAULT, FOREIGN_VAULT, unusedKeys, BURST_EVENTS);
-    stack.arm.clearRequests();
-    const peakReset = resetPeakRss(host.pid);
-    const burst = {
-      ...(await deliverBurst(
-        `${host.url}/runtime/webhooks/eventgrid?functionName=keyVaultEvents`,
-        events,
-        mix,
-        BURST_IN_FLIGHT,
-      )),
-      arm: armCalls(stack),
-      hostPeakRssBytes: peakReset ? peakRssBytes(host.pid) : undefined,
-    };
+    const burst = await deliverBurst(
+      `${hosts[0]!.url}/runtime/webhooks/eventgrid?functionName=keyVaultEvents`,
+      events,
+      mix,
+      BURST_IN_FLIGHT,
+    );
 
     writeFileSync(
       RESULTS_FILE,
@@ -281,10 +358,10 @@ async function main(): Promise<number> {
         {
           time: new Date().toISOString(),
           node: process.version,
-          arm: ARM,
-          hubConcurrency: concurrency,
+          machine: { cpus: cpus().length },
+          arm: { latencyMs: LATENCY_MS, writes: WRITES, reads: READS, pageSize: PAGE_SIZE },
           floorFormula: FLOOR_FORMULA,
-          propagation: rows,
+          rows,
           unrelatedEvents: burst,
           moduleLoad,
         },
@@ -292,16 +369,16 @@ async function main(): Promise<number> {
         2,
       )}\n`,
     );
-    printTable(rows, burst, moduleLoad, concurrency);
+    printTable(rows, burst, moduleLoad);
     return 0;
   } catch (error) {
-    if (host) {
-      console.error('Last host log lines:');
+    for (const host of hosts) {
+      console.error(`Last log lines of the host on ${host.url}:`);
       for (const line of host.logs.slice(-30)) console.error(`  ${line.raw}`);
     }
     throw error;
   } finally {
-    await host?.stop();
+    await Promise.all(hosts.map((host) => host.stop()));
     await stack.close();
     rmSync(dataDir, { recursive: true, force: true });
   }

@@ -4,7 +4,11 @@ import { normalizeVaultUrl } from './domain/keyId';
 
 /** The first IoT Hub api-version whose IotHub model has `properties.encryption` (customer-managed keys, preview). */
 const FIRST_API_VERSION_WITH_ENCRYPTION = '2023-06-30-preview';
-/** The newest preview api-version of the IoT Hub resource provider's specification with `encryption`. */
+/**
+ * The default preview api-version. 2026-08-01-preview is newer and also has `encryption`, but its IotHubProperties
+ * make `connectionProfile` required while the spec's own GET example does not return it: a body read with it could
+ * be refused on PUT. 2025-08-01-preview has no such field; ROTATOR_IOTHUB_API_VERSION opts into a newer one.
+ */
 export const DEFAULT_IOTHUB_API_VERSION = '2025-08-01-preview';
 
 const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;

@@ -2,7 +2,7 @@
 // controls tests get in-process, so the sandbox can seed hubs and inject faults over HTTP.
 import { z } from 'zod';
 import { ArmError } from './errors';
-import type { OperationFailure, RequestFault, RequestLogEntry } from './faults';
+import type { OperationFailure, RequestCounts, RequestFault, RequestLogEntry } from './faults';
 import { parseInput } from './faults';
 import type { HubDataCheck } from './hub-data';
 import type { JsonObject } from './hub-model';
@@ -48,6 +48,8 @@ export interface ArmEmulatorControl {
     of(ref?: HubRef): EffectiveTiming;
   };
   requests(): RequestLogEntry[];
+  /** Counts since the last clear, complete even when the bounded log dropped entries. */
+  requestCounts(): RequestCounts;
   clearRequests(): void;
   /** Forgets hubs, operations, faults and the request log. */
   reset(): void;

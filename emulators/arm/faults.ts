@@ -134,9 +134,20 @@ export interface RequestLogEntry {
   fault?: string;
 }
 
-/** Bounded, so a long sandbox session does not grow without limit. */
+/** Requests since the log was last cleared, by method and answer, however many the bounded log kept. */
+export interface RequestCounts {
+  total: number;
+  byMethod: Record<string, number>;
+  /** 429 answers (throttling, injected or from the buckets). */
+  throttled: number;
+  /** PUTs that ARM accepted (201/200). */
+  acceptedPuts: number;
+}
+
+/** Bounded, so a long sandbox session does not grow without limit; the counts are kept in full. */
 export class RequestLog {
   private entries: RequestLogEntry[] = [];
+  private tally: RequestCounts = emptyCounts();
 
   constructor(private readonly capacity = 5000) {}
 
@@ -146,11 +157,28 @@ export class RequestLog {
     return entry;
   }
 
+  /** Counts an answered request (called once its status is known). */
+  count(method: string, status: number): void {
+    this.tally.total++;
+    this.tally.byMethod[method] = (this.tally.byMethod[method] ?? 0) + 1;
+    if (status === 429) this.tally.throttled++;
+    if (method === 'PUT' && (status === 200 || status === 201)) this.tally.acceptedPuts++;
+  }
+
+  counts(): RequestCounts {
+    return { ...this.tally, byMethod: { ...this.tally.byMethod } };
+  }
+
   list(): RequestLogEntry[] {
     return this.entries.map((e) => ({ ...e, headers: { ...e.headers } }));
   }
 
   clear(): void {
     this.entries = [];
+    this.tally = emptyCounts();
   }
+}
+
+function emptyCounts(): RequestCounts {
+  return { total: 0, byMethod: {}, throttled: 0, acceptedPuts: 0 };
 }

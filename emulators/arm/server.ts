@@ -309,6 +309,7 @@ export async function startArmEmulator(options: ArmEmulatorOptions): Promise<Run
       of: (ref) => timings.of(ref && hubKeyOf(ref)),
     },
     requests: () => log.list(),
+    requestCounts: () => log.counts(),
     clearRequests: () => log.clear(),
     reset: () => {
       store.reset();
@@ -361,7 +362,10 @@ export async function startArmEmulator(options: ArmEmulatorOptions): Promise<Run
         headers: armError.headers,
       };
     }
-    if (entry) entry.status = reply.status;
+    if (entry) {
+      entry.status = reply.status;
+      log.count(method, reply.status);
+    }
     if (res.destroyed) return;
     const headers: Record<string, string> = {
       'x-ms-request-id': requestId,
