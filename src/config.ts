@@ -81,14 +81,20 @@ const schema = z
     ROTATOR_IOTHUB_API_VERSION: z
       .string()
       .trim()
-      .regex(
-        /^\d{4}-\d{2}-\d{2}-preview$/,
-        'must be a preview api-version such as 2025-08-01-preview (GA versions drop the encryption settings)',
-      )
-      .refine(
-        (v) => v >= FIRST_API_VERSION_WITH_ENCRYPTION,
-        `must be ${FIRST_API_VERSION_WITH_ENCRYPTION} or later (earlier versions have no encryption settings)`,
-      )
+      .superRefine((v, ctx) => {
+        if (!/^\d{4}-\d{2}-\d{2}-preview$/.test(v)) {
+          ctx.addIssue({
+            code: 'custom',
+            message:
+              'must be a preview api-version such as 2025-08-01-preview (GA versions drop the encryption settings)',
+          });
+        } else if (v < FIRST_API_VERSION_WITH_ENCRYPTION) {
+          ctx.addIssue({
+            code: 'custom',
+            message: `must be ${FIRST_API_VERSION_WITH_ENCRYPTION} or later (earlier versions have no encryption settings)`,
+          });
+        }
+      })
       .optional()
       .transform((v) => v ?? DEFAULT_IOTHUB_API_VERSION),
     ROTATOR_RECONCILE_SCHEDULE: z

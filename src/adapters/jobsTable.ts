@@ -112,32 +112,39 @@ export class JobsTableAdapter implements JobStore {
       // The tasks this invocation created are known with their ETags; after a collision with another invocation
       // opening the same job, the table says what the tasks are.
       const created = await Promise.all(chunks(missing, 100).map((batch) => this.createTasks(batch)));
-      if (created.some((tasks) => tasks === undefined)) {
-        // Another invocation added some of them: only the tasks this one created count as added.
-        const all = await this.listTasks(job);
-        const ours = new Set(created.flatMap((t) => t ?? []).map((t) => t.hubId));
-        return { tasks: all, added: [...ours] };
+      const added = created.flatMap((c) => c.added);
+      if (created.some((c) => c.tasks === undefined)) {
+        // Another invocation added some of them at the same moment: the table says what the tasks are (with their
+        // ETags), and only the rows this one created count as added.
+        return { tasks: await this.listTasks(job), added };
       }
-      const added = created.flatMap((t) => t ?? []);
-      const tasks = [...existing, ...added].sort((a, b) => (taskRow(job, a.hubId) < taskRow(job, b.hubId) ? -1 : 1));
-      return { tasks, added: added.map((t) => t.hubId) };
+      const tasks = [...existing, ...created.flatMap((c) => c.tasks ?? [])].sort((a, b) =>
+        taskRow(job, a.hubId) < taskRow(job, b.hubId) ? -1 : 1,
+      );
+      return { tasks, added };
     });
   }
 
-  /** One transaction of new tasks; undefined when their ETags are not known (another invocation made some). */
-  private async createTasks(batch: TaskEntity[]): Promise<HubTask[] | undefined> {
+  /**
+   * One transaction of new tasks: the hubs this call added, and the tasks with their ETags (undefined when those
+   * are not known: another invocation made some of the rows, so they were added one by one, keeping theirs).
+   */
+  private async createTasks(batch: TaskEntity[]): Promise<{ added: string[]; tasks: HubTask[] | undefined }> {
     try {
       const response = await this.table.submitTransaction(batch.map((e): TransactionAction => ['create', e]));
       const tasks = batch.map((entity, i) => {
         const etag = response.subResponses[i]?.etag;
         return etag ? toTask({ ...entity, etag }) : undefined;
       });
-      return tasks.every((t) => t !== undefined) ? tasks : undefined;
+      return {
+        added: batch.map((e) => e.hubId),
+        tasks: tasks.every((t) => t !== undefined) ? tasks : undefined,
+      };
     } catch (error) {
-      // Another invocation opened the same job at the same moment: add row by row, keeping theirs.
       if (!isStatus(error, 409) && !(error instanceof Error && error.name === 'TableTransactionError')) throw error;
-      for (const entity of batch) await this.createIfAbsent(entity);
-      return undefined;
+      const added: string[] = [];
+      for (const entity of batch) if (await this.createIfAbsent(entity)) added.push(entity.hubId);
+      return { added, tasks: undefined };
     }
   }
 

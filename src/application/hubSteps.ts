@@ -87,7 +87,16 @@ export class HubSteps {
     } catch (error) {
       result = afterFailure(claimed, error, clock.now(), settings);
     }
-    const { leaseUntil: _released, notBefore: _waited, waiting: _was, ...rest } = claimed;
+    // What an earlier step waited for or failed with does not outlive this one (a hub that moved after a transient
+    // failure is reported moved, without the old error).
+    const {
+      leaseUntil: _released,
+      notBefore: _waited,
+      waiting: _was,
+      errorCode: _previousCode,
+      reason: _previousReason,
+      ...rest
+    } = claimed;
     const finished = ['moved', 'already-current', 'skipped', 'failed'].includes(result.changes.state);
     const saved = await jobs.update(job, {
       ...rest,
@@ -203,6 +212,12 @@ export class HubSteps {
     const now = identifiersForKey(hub.body, job.key);
     if (!isSettled(provisioningStateOf(hub.body))) return this.waiting(clock.now(), undefined, {});
     if (!now.length || !now.every((id) => id.toLowerCase() === job.targetId.toLowerCase())) {
+      if (!task.operationUrl) {
+        // Our PUT whose acceptance the ledger missed was rolled back: read and write again (counted, backed off).
+        const error = new UpstreamUnavailableError(`The update of hub ${hub.id} ended without the new key.`);
+        const retry = afterFailure({ ...task, state: 'pending' }, error, clock.now(), this.deps.settings);
+        return { ...retry, changes: { ...retry.changes, updateStartedAt: undefined } };
+      }
       const error = new HubKeyNotAppliedError(hub.id, job.targetId, now[0]);
       return { changes: { state: 'failed', errorCode: error.code, reason: error.message }, delayMs: 0 };
     }

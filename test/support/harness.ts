@@ -67,6 +67,11 @@ export interface Harness extends AppInstance {
   hubKey(ref: HubRef): string | undefined;
   /** Resolves once `check` holds (polled), or fails with `what`. */
   until(check: () => boolean | Promise<boolean>, what: string, timeoutMs?: number): Promise<void>;
+  /**
+   * Waits until the job's every hub is final (its steps run on the queue after rotate/sync answered) and returns
+   * GET /api/jobs/{jobId}: `{ done, progress, hubs: [{ hubName, result, errorCode?, ... }] }`.
+   */
+  settle(jobId: string, timeoutMs?: number): Promise<any>;
   outcomes(): { type: string; subject: string; data: unknown }[];
   restartHost(how: 'kill' | 'stop'): Promise<void>;
   /**
@@ -190,6 +195,19 @@ export async function startHarness(
         }
         await new Promise((r) => setTimeout(r, 50));
       }
+    },
+    async settle(jobId, timeoutMs = 30_000) {
+      let job: any;
+      await harness.until(
+        async () => {
+          const response = await harness.api('GET', `/api/jobs/${encodeURIComponent(jobId)}`);
+          job = response.body;
+          return response.status === 200 && job.done === true;
+        },
+        `job ${jobId} done`,
+        timeoutMs,
+      );
+      return job;
     },
     outcomes: () =>
       stack.eventGrid.received(OUTCOME_TOPIC).map((e) => ({ type: e.type, subject: e.subject ?? '', data: e.data })),

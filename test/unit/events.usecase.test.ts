@@ -2,6 +2,7 @@
 // the hubs move through the step queue (drain).
 import { describe, expect, it, vi } from 'vitest';
 import { UpstreamUnavailableError } from '../../src/domain/errors';
+import { hubBodyForWrite } from '../../src/domain/hubs';
 import { ROTATED_FROM_TAG } from '../../src/domain/keyPolicy';
 import type { JsonObject } from '../../src/domain/ports';
 import { permanentHubFault } from '../fakes';
@@ -54,10 +55,11 @@ describe('a Key Vault event', () => {
     expect(t.hubs.keyOf(h1)).toBe(created.id);
     expect(t.hubs.keyOf(h2)).toBe(created.id);
     expect(t.hubs.keyOf(other)).toBe(`${VAULT}/keys/other-cmk/abc`);
-    // The PUT carried the hub as read with only the key identifier changed, under If-Match.
+    // The PUT carried the hub as read (less what ARM owns) with only the key identifier changed, under If-Match.
     const put = t.hubs.puts.find((p) => p.hubId === h1)!;
     keyIdentifierOf(before).keyIdentifier = created.id;
-    expect(put.body).toEqual(before);
+    expect(put.body).toEqual(hubBodyForWrite(before));
+    expect(put.body.properties).toEqual(before.properties);
     expect(t.hubs.puts.map((p) => p.ifMatch)).toEqual([
       expect.stringMatching(/^"etag-/),
       expect.stringMatching(/^"etag-/),
@@ -188,6 +190,40 @@ describe('a Key Vault event', () => {
     expect(t.steps.sent).toBe(0);
     expect(t.audit.records).toEqual([expect.objectContaining({ result: 'refused', errorCode: 'VAULT_NOT_ALLOWED' })]);
     expect(t.outcomes.sent).toHaveLength(0);
+  });
+
+  it('a KeyNearExpiry or KeyExpired Key Vault could not have raised now (forged or stale) creates nothing', async () => {
+    const t = fakeRotator();
+    const never = t.keyVault.addVersion(KEY);
+    const far = t.keyVault.addVersion(KEY, { expiresOn: new Date(NOW + 200 * DAY) });
+    t.hubs.add(hubId('hub'), far.id);
+    for (const event of [
+      keyVaultEvent('KeyNearExpiry', far.id),
+      keyVaultEvent('KeyExpired', far.id),
+      keyVaultEvent('KeyNearExpiry', never.id),
+    ]) {
+      expect((await t.rotator.handleEvent(event, t.invocation)).status).toBe('ignored');
+    }
+    expect(t.keyVault.created).toHaveLength(0);
+    expect(t.steps.sent).toBe(0);
+    expect(t.audit.records.map((r) => r.result)).toEqual(['ignored', 'ignored', 'ignored']);
+    // Inside the rotation policy's notify window, the same event is due.
+    t.keyVault.policies.set(`${VAULT}/keys/hub-cmk`, { notifyBeforeExpiry: 'P200D' });
+    await t.rotator.handleEvent(keyVaultEvent('KeyNearExpiry', far.id), t.invocation);
+    expect(t.keyVault.created).toHaveLength(1);
+  });
+
+  it('audits a foreign vault’s refused events at most once in a while (each is still refused)', async () => {
+    const t = fakeRotator();
+    const foreign = 'https://evil.vault.azure.net/keys/hub-cmk/0123456789abcdef';
+    for (let i = 0; i < 3; i++) {
+      const report = await t.rotator.handleEvent(keyVaultEvent('KeyNearExpiry', foreign), t.invocation);
+      expect(report).toMatchObject({ status: 'refused', errorCode: 'VAULT_NOT_ALLOWED' });
+    }
+    expect(t.audit.records).toHaveLength(1);
+    t.clock.advance(11 * 60_000);
+    await t.rotator.handleEvent(keyVaultEvent('KeyNearExpiry', foreign), t.invocation);
+    expect(t.audit.records).toHaveLength(2);
   });
 
   it('records a malformed event as refused instead of throwing (Event Grid must not retry it)', async () => {
