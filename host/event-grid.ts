@@ -8,6 +8,7 @@
 // Locally the webhook needs no key, as under `func start`; in Azure it requires
 // `code=<the eventgrid_extension system key>` in the subscription's endpoint URL.
 import type { IncomingHttpHeaders } from 'node:http';
+import { parseJsonBounded } from './http-guards';
 
 export interface WebhookReply {
   status: number;
@@ -86,7 +87,7 @@ function firstHeader(value: string | string[] | undefined): string | undefined {
 
 function parseJson(body: Buffer): { ok: true; value: unknown } | { ok: false; error: string } {
   try {
-    return { ok: true, value: JSON.parse(body.toString('utf8')) as unknown };
+    return { ok: true, value: parseJsonBounded(body.toString('utf8')) };
   } catch (error) {
     return { ok: false, error: (error as Error).message };
   }

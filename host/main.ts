@@ -1,6 +1,8 @@
 // `npm run serve`: the local Functions host for the app in the current folder (in place of `func start`).
 // PORT (default 7071) and ROTATOR_LOCAL_FUNCTION_KEY (the key for `function`/`admin` endpoints) come from the
-// environment. Listens on 127.0.0.1 only.
+// environment. Listens on 127.0.0.1 only. Queue triggers read their connection (AzureWebJobsStorage, ...) from the
+// environment and their settings from host.json `extensions.queues`; LOCAL_HOST_QUEUE_LEASE_SECONDS (local only:
+// Azure fixes it at 600) shortens how long a received message stays invisible while its function runs.
 import { describeFunctions, startLocalHost } from './server';
 
 function portFromEnvironment(): number | undefined {

@@ -35,6 +35,10 @@ export interface RegisteredFunction {
   authLevel?: string;
   /** Timer only: the NCRONTAB expression as registered (`%SETTING%` not yet resolved). */
   schedule?: string;
+  /** Storage queue only: the queue name as registered (`%SETTING%` not yet resolved). */
+  queueName?: string;
+  /** Storage queue only: the app setting naming the storage account (absent: AzureWebJobsStorage). */
+  connection?: string;
 }
 
 export interface InvocationInput {
@@ -44,11 +48,15 @@ export interface InvocationInput {
   triggerMetadata?: Record<string, RpcTypedData>;
   /** Why the function runs, for the `Executing ...` log line. */
   reason: string;
+  /** A line the trigger logs right after `Executing ...` (the queue trigger's `Trigger Details: ...`). */
+  details?: string;
 }
 
 export interface LoadedApp {
   appDir: string;
   functions: RegisteredFunction[];
+  /** Why the entry point threw while loading, if it did (the functions registered before that still run). */
+  loadError?: Error;
   /** Runs one invocation; resolves with the worker's invocation response, rejects with FunctionInvocationError. */
   invoke(functionName: string, input: InvocationInput): Promise<RpcInvocationResponse>;
   /** Runs the app's `appTerminate` hooks. */
@@ -120,15 +128,22 @@ export async function loadFunctionApp(appDir: string, options: LoadOptions = {})
   );
 
   provideCoreModule(registrations.coreApi());
+  // When the entry point throws (typically configuration validated at module load), the Node.js worker logs
+  // `Worker was unable to load entry point "<main>": <message>` and carries on: the host indexes whatever was
+  // registered before the throw (usually nothing) and keeps running, answering 404 on every route. The local host
+  // does the same, so that what is tested here is what Azure does, but it says so at error level, because in Azure
+  // that single warning is easy to miss and nothing else alerts.
+  let loadError: Error | undefined;
   try {
     requireFresh(entryPoint);
   } catch (error) {
-    throw new Error(
-      `The function app failed to load (${path.relative(process.cwd(), entryPoint) || entryPoint}): ${
-        error instanceof Error ? error.message : String(error)
-      }`,
-      { cause: error },
-    );
+    loadError = error instanceof Error ? error : new Error(inspect(error));
+    const main = path.relative(functionAppDirectory, entryPoint) || entryPoint;
+    emit({
+      level: 'error',
+      category: 'system',
+      message: `Worker was unable to load entry point "${main}": ${describeError(loadError)}`,
+    });
   }
 
   const programmingModel = registrations.programmingModel;
@@ -149,6 +164,16 @@ export async function loadFunctionApp(appDir: string, options: LoadOptions = {})
 
   const registered = [...registrations.functions.values()];
   const functions = registered.map(({ metadata }) => describeFunction(metadata));
+  if (loadError) {
+    emit({
+      level: 'warning',
+      category: 'system',
+      message:
+        functions.length === 0
+          ? 'No job functions found: the app registered none before its entry point failed, so every route answers 404.'
+          : `Only ${functions.length} function(s) registered before the entry point failed; the others do not exist.`,
+    });
+  }
   if (registered.length > 0 && !programmingModel) {
     throw new Error('The app registered functions but no programming model; is @azure/functions v4 in use?');
   }
@@ -163,6 +188,7 @@ export async function loadFunctionApp(appDir: string, options: LoadOptions = {})
       emit({ level, category: 'system', functionName, invocationId, message });
     const started = Date.now();
     hostLog('information', `Executing 'Functions.${functionName}' (Reason='${input.reason}', Id=${invocationId})`);
+    if (input.details) hostLog('information', input.details);
     try {
       const response = await runInvocation(registeredFunction, invocationId, input, scope, (level, category, message) =>
         emit({ level, category, functionName, invocationId, message }),
@@ -262,6 +288,7 @@ export async function loadFunctionApp(appDir: string, options: LoadOptions = {})
   return {
     appDir: functionAppDirectory,
     functions,
+    ...(loadError ? { loadError } : {}),
     invoke,
     terminate: () => runHooks('appTerminate', { hookData: appLevelOnlyHookData, appHookData }),
   };
@@ -338,6 +365,14 @@ function describeFunction(metadata: FunctionMetadata): RegisteredFunction {
         throw new Error(`Timer function "${metadata.name}" has no schedule.`);
       }
       described.schedule = trigger.schedule;
+      break;
+    case 'queuetrigger':
+      if (typeof trigger.queueName !== 'string' || trigger.queueName.trim() === '') {
+        throw new Error(`Queue function "${metadata.name}" has no queueName.`);
+      }
+      described.queueName = trigger.queueName;
+      if (typeof trigger.connection === 'string' && trigger.connection !== '')
+        described.connection = trigger.connection;
       break;
   }
   return described;

@@ -1,15 +1,30 @@
 // The local Functions host (what `func start` does for this app): serves HTTP triggers under /api, the Event Grid
-// extension's webhook, the admin API's function list and invoke, and runs timer triggers on their schedules.
+// extension's webhook, the admin API's function list and invoke, runs timer triggers on their schedules and storage
+// queue triggers off their queues.
 import { timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
-import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { RpcHttpCookie, RpcHttpData, RpcInvocationResponse, RpcNullableString, RpcTypedData } from './core-api';
-import type { EventGridEvent, WebhookReply } from './event-grid';
+import type { RpcInvocationResponse, RpcTypedData } from './core-api';
+import type { EventGridEvent } from './event-grid';
 import { functionNotFound, processEventGridRequest } from './event-grid';
+import { httpOutput, plain, send, sendJson, toRpcHttp, writeHttpResponse } from './http-conversion';
+import {
+  RequestRefused,
+  assertDeclaredLength,
+  assertJsonBody,
+  assertSameOrigin,
+  defaultMaxRequestBodyBytes,
+  maxFunctionKeyLength,
+  parseJsonBounded,
+  readBodyCapped,
+  requestUrl,
+} from './http-guards';
 import type { HostLogEntry } from './log';
 import { formatLogLine, isShown } from './log';
 import { parseNcrontab, resolveAppSettings } from './ncrontab';
+import { prepareQueueTriggers } from './queue-triggers';
+import type { QueueTriggers } from './queue-triggers';
 import type { RegisteredFunction } from './registry';
 import { loadFunctionApp } from './registry';
 import type { RouteMatcher } from './routes';
@@ -30,12 +45,18 @@ export interface LocalHostOptions {
   functionKey?: string;
   /** Receives each log line; default stdout. */
   log?: (line: string) => void;
+  /** Larger request bodies are refused with 413; default Azure's 100 MB. */
+  maxRequestBodyBytes?: number;
+  /** How long close() waits for queue-triggered invocations in flight (default 30 s); later ones are left running. */
+  drainTimeoutMs?: number;
 }
 
 export interface LocalHost {
   url: string;
   port: number;
   functions: RegisteredFunction[];
+  /** Each queue-triggered function's queue, as resolved from its registration. */
+  queues: { functionName: string; queueName: string }[];
   close(): Promise<void>;
 }
 
@@ -54,13 +75,19 @@ export async function startLocalHost(options: LocalHostOptions): Promise<LocalHo
   const hostLog = (level: HostLogEntry['level'], message: string): void =>
     log({ time: new Date(), level, category: 'system', message });
   const functionKey = options.functionKey || undefined;
+  if (functionKey && functionKey.length > maxFunctionKeyLength) {
+    throw new Error(`The function key must be at most ${maxFunctionKeyLength} characters long.`);
+  }
   const port = options.port ?? 7071;
+  const maxBodyBytes = options.maxRequestBodyBytes ?? defaultMaxRequestBodyBytes;
 
   const app = await loadFunctionApp(options.appDir, { log });
   let httpRoutes: HttpRoute[];
   let timers: ScheduledTimer[];
+  let queueTriggers: QueueTriggers;
   try {
     ({ httpRoutes, timers } = prepareTriggers(app.functions, functionKey));
+    queueTriggers = prepareQueueTriggers(app.functions, app.appDir, process.env);
     if (port !== 0) await assertPortFree(port, 'local Functions host');
   } catch (error) {
     await app.terminate();
@@ -88,6 +115,7 @@ export async function startLocalHost(options: LocalHostOptions): Promise<LocalHo
     }
   };
 
+  let boundPort = port;
   const handlers = {
     http: async (req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> => {
       const routePath = url.pathname.replace(/^\/api\/?/i, '');
@@ -103,9 +131,13 @@ export async function startLocalHost(options: LocalHostOptions): Promise<LocalHo
       }
       if (!found) return send(res, { status: 404 });
       const { fn } = found.route;
-      if (fn.authLevel !== 'anonymous' && !hasKey(req, url, functionKey)) return send(res, { status: 401 });
-      const body = await readBody(req);
-      const trigger = { http: toRpcHttp(req, body, found.params) };
+      if (fn.authLevel !== 'anonymous') {
+        assertSameOrigin(req, boundPort);
+        if (!hasKey(req, url, functionKey)) return send(res, { status: 401 });
+        assertJsonBody(req);
+      }
+      const body = await readBodyCapped(req, maxBodyBytes);
+      const trigger = { http: toRpcHttp(req, url, body, found.params) };
       let response: RpcInvocationResponse;
       try {
         response = await track(app.invoke(fn.name, { trigger, reason: programmaticReason }));
@@ -121,7 +153,7 @@ export async function startLocalHost(options: LocalHostOptions): Promise<LocalHo
         (f) => f.name === functionName && f.triggerType.toLowerCase() === 'eventgridtrigger',
       );
       if (!fn) return send(res, functionNotFound(functionName));
-      const body = await readBody(req);
+      const body = await readBodyCapped(req, maxBodyBytes);
       const deliver = async (event: EventGridEvent): Promise<boolean> => {
         const metadata = 'data' in event ? { data: { json: JSON.stringify(event.data) } } : undefined;
         const reason = `EventGrid trigger fired at ${new Date().toISOString()}`;
@@ -135,20 +167,23 @@ export async function startLocalHost(options: LocalHostOptions): Promise<LocalHo
 
     listFunctions: (req: IncomingMessage, res: ServerResponse, url: URL): void => {
       if (req.method !== 'GET') return send(res, { status: 405 });
+      assertSameOrigin(req, boundPort);
       if (!hasKey(req, url, functionKey)) return send(res, { status: 401 });
       sendJson(res, 200, app.functions);
     },
 
     invokeFunction: async (req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> => {
       if (req.method !== 'POST') return send(res, { status: 405 });
+      assertSameOrigin(req, boundPort);
       if (!hasKey(req, url, functionKey)) return send(res, { status: 401 });
+      assertJsonBody(req);
       const name = decodeURIComponent(url.pathname.replace(/^\/admin\/functions\//i, ''));
       const fn = app.functions.find((f) => f.name.toLowerCase() === name.toLowerCase());
       if (!fn) return send(res, plain(404, `No function named "${name}".`));
       if (fn.triggerType.toLowerCase() === 'httptrigger') {
         return send(res, plain(400, `"${fn.name}" is HTTP-triggered: call it at /api/${fn.route ?? fn.name} instead.`));
       }
-      const input = parseInvokeBody(await readBody(req));
+      const input = parseInvokeBody(await readBodyCapped(req, maxBodyBytes));
       if (typeof input === 'string') return send(res, plain(400, input));
       const trigger: RpcTypedData =
         fn.triggerType.toLowerCase() === 'timertrigger'
@@ -162,18 +197,24 @@ export async function startLocalHost(options: LocalHostOptions): Promise<LocalHo
     },
   };
 
-  const server = http.createServer((req, res) => {
-    const url = new URL(req.url ?? '/', 'http://127.0.0.1');
+  const route = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const url = requestUrl(req);
+    assertDeclaredLength(req, maxBodyBytes);
     const path = url.pathname.toLowerCase();
-    let handled: Promise<void> | void;
-    if (path === '/api' || path.startsWith('/api/')) handled = handlers.http(req, res, url);
-    else if (path === '/runtime/webhooks/eventgrid') handled = handlers.eventGrid(req, res, url);
-    else if (path === '/admin/functions' || path === '/admin/functions/')
-      handled = handlers.listFunctions(req, res, url);
-    else if (path.startsWith('/admin/functions/')) handled = handlers.invokeFunction(req, res, url);
-    else handled = send(res, { status: 404 });
-    Promise.resolve(handled).catch((error: unknown) => {
-      hostLog('error', `Request ${req.method} ${url.pathname} failed: ${(error as Error).message}`);
+    if (path === '/api' || path.startsWith('/api/')) return handlers.http(req, res, url);
+    if (path === '/runtime/webhooks/eventgrid') return handlers.eventGrid(req, res, url);
+    if (path === '/admin/functions' || path === '/admin/functions/') return handlers.listFunctions(req, res, url);
+    if (path.startsWith('/admin/functions/')) return handlers.invokeFunction(req, res, url);
+    send(res, { status: 404 });
+  };
+  const server = http.createServer((req, res) => {
+    route(req, res).catch((error: unknown) => {
+      if (error instanceof RequestRefused && !res.headersSent) {
+        // The client's fault: answer it and close, since any body it is still sending will not be read.
+        res.setHeader('connection', 'close');
+        return send(res, error.reply);
+      }
+      hostLog('error', `Request ${req.method} ${req.url?.split('?')[0]} failed: ${(error as Error).message}`);
       if (!res.headersSent) send(res, { status: 500 });
       else res.destroy();
     });
@@ -186,15 +227,19 @@ export async function startLocalHost(options: LocalHostOptions): Promise<LocalHo
       resolve();
     });
   });
-  const boundPort = (server.address() as AddressInfo).port;
+  boundPort = (server.address() as AddressInfo).port;
   const url = `http://127.0.0.1:${boundPort}`;
 
   const timerRuns = startTimers(timers, async (name, info) => {
     await invokeQuietly(name, info, `Timer fired at ${new Date().toISOString()}`);
   });
+  const queueRuns = queueTriggers.start(
+    (name, input) => app.invoke(name, input), // tracked by the listeners, which bound how long a stop waits
+    (level, functionName, message) => log({ time: new Date(), level, category: 'system', functionName, message }),
+  );
   hostLog('information', `Host started on ${url} with ${app.functions.length} function(s).`);
   for (const fn of app.functions) {
-    if (!['httptrigger', 'eventgridtrigger', 'timertrigger'].includes(fn.triggerType.toLowerCase())) {
+    if (!['httptrigger', 'eventgridtrigger', 'timertrigger', 'queuetrigger'].includes(fn.triggerType.toLowerCase())) {
       hostLog(
         'warning',
         `"${fn.name}" (${fn.triggerType}) is not triggered locally; run it with POST /admin/functions/${fn.name}.`,
@@ -204,9 +249,11 @@ export async function startLocalHost(options: LocalHostOptions): Promise<LocalHo
 
   let closing: Promise<void> | undefined;
   const close = async (): Promise<void> => {
+    queueRuns.stopFetching(); // first and at once: no message is taken once a stop has begun
     await timerRuns.stop();
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     server.closeIdleConnections();
+    await queueRuns.stop(options.drainTimeoutMs ?? 30_000);
     await Promise.allSettled([...inFlight]);
     server.closeAllConnections();
     await closed;
@@ -218,6 +265,7 @@ export async function startLocalHost(options: LocalHostOptions): Promise<LocalHo
     url,
     port: boundPort,
     functions: app.functions,
+    queues: queueTriggers.queues,
     close: () => (closing ??= close()),
   };
 }
@@ -267,110 +315,23 @@ function hasKey(req: IncomingMessage, url: URL, functionKey: string | undefined)
   if (!functionKey) return false;
   const header = req.headers['x-functions-key'];
   const presented = (Array.isArray(header) ? header[0] : header) ?? url.searchParams.get('code');
-  if (!presented) return false;
+  if (!presented || presented.length > maxFunctionKeyLength) return false;
   const [a, b] = [Buffer.from(presented), Buffer.from(functionKey)];
   return a.length === b.length && timingSafeEqual(a, b);
-}
-
-async function readBody(req: IncomingMessage): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of req) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
-}
-
-/** The request as the host hands it to the Node.js worker (nullable dictionaries, lower-case headers, raw bytes). */
-function toRpcHttp(req: IncomingMessage, body: Buffer, params: Record<string, string | null>): RpcHttpData {
-  const nullableHeaders: Record<string, RpcNullableString> = {};
-  for (let i = 0; i < req.rawHeaders.length; i += 2) {
-    const name = req.rawHeaders[i]!.toLowerCase();
-    const value = req.rawHeaders[i + 1]!;
-    const existing = nullableHeaders[name]?.value;
-    nullableHeaders[name] = { value: existing === undefined || existing === null ? value : `${existing},${value}` };
-  }
-  const url = new URL(req.url ?? '/', `http://${req.headers.host ?? '127.0.0.1'}`);
-  const nullableQuery: Record<string, RpcNullableString> = {};
-  for (const [name, value] of url.searchParams) {
-    const existing = nullableQuery[name]?.value;
-    nullableQuery[name] = { value: existing === undefined || existing === null ? value : `${existing},${value}` };
-  }
-  const nullableParams: Record<string, RpcNullableString> = {};
-  for (const [name, value] of Object.entries(params)) if (value !== null) nullableParams[name] = { value };
-  return {
-    method: req.method ?? 'GET',
-    url: url.toString(),
-    nullableHeaders,
-    nullableQuery,
-    nullableParams,
-    body: body.length > 0 ? { bytes: body } : undefined,
-  };
-}
-
-/** The HTTP output binding's value: the return value (`$return`) or the named output the function set. */
-function httpOutput(fn: RegisteredFunction, response: RpcInvocationResponse): RpcHttpData | undefined {
-  const output = Object.entries(fn.bindings).find(([, b]) => b.direction === 'out' && b.type.toLowerCase() === 'http');
-  if (!output) return undefined;
-  const data =
-    output[0] === '$return' ? response.returnValue : response.outputData?.find((o) => o.name === output[0])?.data;
-  return data?.http ?? undefined;
-}
-
-function writeHttpResponse(res: ServerResponse, response: RpcHttpData | undefined): void {
-  // No response from the function: the host answers 200 with no body.
-  if (!response) return send(res, { status: 200 });
-  const headers: OutgoingHttpHeaders = {};
-  for (const [name, value] of Object.entries(response.headers ?? {})) {
-    if (!['content-length', 'transfer-encoding', 'connection'].includes(name.toLowerCase())) headers[name] = value;
-  }
-  const cookies = (response.cookies ?? []).map(toSetCookie);
-  if (cookies.length > 0) headers['set-cookie'] = cookies;
-  const body =
-    response.body?.bytes ?? (typeof response.body?.string === 'string' ? Buffer.from(response.body.string) : undefined);
-  res.writeHead(Number(response.statusCode ?? 200), headers);
-  res.end(body ? Buffer.from(body) : undefined);
-}
-
-function toSetCookie(cookie: RpcHttpCookie): string {
-  const parts = [`${cookie.name ?? ''}=${cookie.value ?? ''}`, `path=${cookie.path?.value ?? '/'}`];
-  if (cookie.domain?.value) parts.push(`domain=${cookie.domain.value}`);
-  const expires = cookie.expires?.value;
-  if (expires)
-    parts.push(`expires=${new Date(Number(expires.seconds ?? 0) * 1000 + (expires.nanos ?? 0) / 1e6).toUTCString()}`);
-  if (typeof cookie.maxAge?.value === 'number') parts.push(`max-age=${Math.trunc(cookie.maxAge.value)}`);
-  if (cookie.secure?.value) parts.push('secure');
-  // 'none' means "not set"; 'explicitNone' is SameSite=None.
-  if (cookie.sameSite && cookie.sameSite !== 'none') {
-    parts.push(`samesite=${cookie.sameSite === 'explicitNone' ? 'none' : cookie.sameSite}`);
-  }
-  if (cookie.httpOnly?.value) parts.push('httponly');
-  return parts.join('; ');
 }
 
 /** The admin invoke body, `{ "input": ... }`; a string is the problem. */
 function parseInvokeBody(body: Buffer): { value: unknown } | string {
   let parsed: unknown;
   try {
-    parsed = JSON.parse(body.toString('utf8'));
-  } catch {
-    return 'The body must be JSON: { "input": ... }.';
+    parsed = parseJsonBounded(body.toString('utf8'));
+  } catch (error) {
+    return `The body must be JSON: { "input": ... } (${(error as Error).message}).`;
   }
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
     return 'The body must be a JSON object: { "input": ... }.';
   }
   return { value: (parsed as { input?: unknown }).input };
-}
-
-function plain(status: number, body: string): WebhookReply {
-  return { status, headers: { 'content-type': 'text/plain; charset=utf-8' }, body };
-}
-
-function send(res: ServerResponse, reply: WebhookReply): void {
-  res.writeHead(reply.status, reply.headers);
-  res.end(reply.body);
-}
-
-function sendJson(res: ServerResponse, status: number, value: unknown): void {
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8' });
-  res.end(JSON.stringify(value));
 }
 
 /** The listing `func start` prints: HTTP functions with their URLs, the others with their trigger. */
@@ -387,6 +348,8 @@ export function describeFunctions(functions: RegisteredFunction[], baseUrl: stri
       );
     } else if (trigger === 'timertrigger') {
       lines.push(`        ${fn.name}: timerTrigger (${fn.schedule ?? ''})`);
+    } else if (trigger === 'queuetrigger') {
+      lines.push(`        ${fn.name}: queueTrigger (${fn.queueName ?? ''})`);
     } else {
       lines.push(`        ${fn.name}: ${fn.triggerType}`);
     }

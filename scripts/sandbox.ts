@@ -194,14 +194,16 @@ function narrate(stack: RunningStack, host: RunningFunctionHost): Promise<void> 
 function tryItOut(host: RunningFunctionHost, stack: RunningStack, functionKey: string, dataDir: string): string {
   const keyId = encodeURIComponent(`${VAULT_URL}/keys/${KEY}`);
   const k = `-H 'x-functions-key: ${functionKey}'`;
+  // curl -d says form-urlencoded unless told otherwise, and the host refuses non-JSON bodies on operator routes.
+  const kj = `${k} -H 'content-type: application/json'`;
   const ca = `--cacert ${path.relative(process.cwd(), path.join(dataDir, 'tls', 'emulator-ca.pem'))}`;
   return [
     bold('Try it:'),
     `  status      curl -s ${k} '${host.url}/api/keys/status?keyId=${keyId}'`,
     `  history     curl -s ${k} '${host.url}/api/rotations?keyId=${keyId}&limit=20'`,
-    `  dry run     curl -s ${k} -X POST ${host.url}/api/keys/rotate -d '{"keyId":"${VAULT_URL}/keys/${KEY}","dryRun":true}'`,
-    `  rotate now  curl -s ${k} -X POST ${host.url}/api/keys/rotate -d '{"keyId":"${VAULT_URL}/keys/${KEY}","reason":"drill"}'`,
-    `  sync        curl -s ${k} -X POST ${host.url}/api/keys/sync -d '{"keyId":"${VAULT_URL}/keys/${KEY}"}'`,
+    `  dry run     curl -s ${kj} -X POST ${host.url}/api/keys/rotate -d '{"keyId":"${VAULT_URL}/keys/${KEY}","dryRun":true}'`,
+    `  rotate now  curl -s ${kj} -X POST ${host.url}/api/keys/rotate -d '{"keyId":"${VAULT_URL}/keys/${KEY}","reason":"drill"}'`,
+    `  sync        curl -s ${kj} -X POST ${host.url}/api/keys/sync -d '{"keyId":"${VAULT_URL}/keys/${KEY}"}'`,
     `  job         curl -s ${k} '${host.url}/api/jobs/<jobId from rotate, sync or status>'`,
     `  reconcile   curl -s ${k} -X POST ${host.url}/api/reconcile`,
     `  health      curl -s ${host.url}/api/health`,

@@ -1,68 +1,23 @@
-// `node dist/host.js` as `npm run serve` runs it: bundled from host/main.ts and started in the app's folder.
-import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { build } from 'esbuild';
+// `node dist/host.js` as `npm run serve` runs it (see cli-fixture.ts).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { HostBundle } from './cli-fixture';
+import { bundleHost, waitForOutput } from './cli-fixture';
 import type { FixtureApp } from './fixture';
 import { createFixtureApp } from './fixture';
-
-interface RunningHost {
-  output(): { stdout: string; stderr: string };
-  exited: Promise<number | null>;
-  signal(name: NodeJS.Signals): void;
-}
-
-let bundleDir: string;
-let hostScript: string;
-
-function runHost(appDir: string, env: Record<string, string>): RunningHost {
-  const child = spawn(process.execPath, [hostScript], {
-    cwd: appDir,
-    env: { ...process.env, PORT: '0', TICK_SCHEDULE: '0 0 0 1 1 *', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  return {
-    output: () => ({ stdout, stderr }),
-    exited: new Promise((resolve) => child.once('exit', (code) => resolve(code))),
-    signal: (name) => child.kill(name),
-  };
-}
-
-async function waitForOutput(host: RunningHost, pattern: RegExp): Promise<RegExpExecArray> {
-  for (;;) {
-    const match = pattern.exec(host.output().stdout);
-    if (match) return match;
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
 
 describe('npm run serve (host/main.ts)', () => {
   let fixture: FixtureApp;
 
+  let bundle: HostBundle;
+  const runHost = (appDir: string, env: Record<string, string>) => bundle.run(appDir, env);
+
   beforeAll(async () => {
-    bundleDir = mkdtempSync(path.join(os.tmpdir(), 'host-cli-'));
-    hostScript = path.join(bundleDir, 'host.js');
-    await build({
-      entryPoints: [path.resolve('host/main.ts')],
-      outfile: hostScript,
-      bundle: true,
-      platform: 'node',
-      target: 'node20',
-      format: 'cjs',
-      external: ['@azure/functions-core'],
-      logLevel: 'warning',
-    });
+    bundle = await bundleHost();
     fixture = createFixtureApp();
   });
   afterAll(() => {
     fixture.remove();
-    rmSync(bundleDir, { recursive: true, force: true });
+    bundle.remove();
   });
 
   it('serves the app in the current folder, prints its routes and stops cleanly on SIGTERM', async () => {
@@ -84,16 +39,22 @@ describe('npm run serve (host/main.ts)', () => {
     expect(host.output().stdout).not.toContain('cli-key');
   });
 
-  it('prints why and exits non-zero when the app fails to load', async () => {
+  it('keeps serving, with no functions, when the app throws while loading, as the Functions host does', async () => {
     const broken = createFixtureApp(
       `require('@azure/functions');\nthrow new Error('ROTATOR_CONFIG is invalid: tenantId is missing');`,
     );
     try {
       const host = runHost(broken.dir, {});
-      expect(await host.exited).toBe(1);
-      expect(host.output().stderr).toMatch(
-        /failed to load \(index\.js\): ROTATOR_CONFIG is invalid: tenantId is missing/,
+      const [, url] = await waitForOutput(host, /Host started on (http:\/\/127\.0\.0\.1:\d+) with 0 function\(s\)/);
+      const { stdout } = host.output();
+      expect(stdout).toMatch(
+        / error host: Worker was unable to load entry point "index\.js": Error: ROTATOR_CONFIG is invalid: tenantId is missing/,
       );
+      expect(stdout).toMatch(/ warning host: No job functions found/);
+      expect((await fetch(`${url}/api/health`)).status).toBe(404);
+
+      host.signal('SIGTERM');
+      expect(await host.exited).toBe(0);
     } finally {
       broken.remove();
     }
