@@ -148,7 +148,9 @@ function narrate(stack: RunningStack, host: RunningFunctionHost): Promise<void> 
           break;
         case 'job.planned':
           say(
-            `${yellow('planned')}  job ${String(f.jobId)}: ${String(f.hubs)} hubs, ${String(f.started)} step messages queued (hub-steps); the event is answered`,
+            Number(f.started) > 0
+              ? `${yellow('planned')}  job ${String(f.jobId)}: ${String(f.hubs)} hubs, ${String(f.started)} step messages queued (hub-steps); the event is answered`
+              : `${yellow('joined')}   job ${String(f.jobId)} is already planned: nothing new to queue; the event is answered`,
           );
           break;
         case 'step.taken': {
@@ -159,7 +161,9 @@ function narrate(stack: RunningStack, host: RunningFunctionHost): Promise<void> 
               `${yellow('step')}     ${name}: read, PUT accepted (If-Match); ARM's update runs, next look in ${Math.round(Number(f.nextInMs) / 1000)} s`,
             );
           } else if (f.waiting === 'throttled' || f.waiting === 'backoff') {
-            say(`${yellow('waiting')}  ${name}: ${String(f.waiting)}, next step in ${Math.round(Number(f.nextInMs) / 1000)} s`);
+            say(
+              `${yellow('waiting')}  ${name}: ${String(f.waiting)}, next step in ${Math.round(Number(f.nextInMs) / 1000)} s`,
+            );
           }
           break;
         }

@@ -71,7 +71,7 @@ export interface Harness extends AppInstance {
    * Waits until the job's every hub is final (its steps run on the queue after rotate/sync answered) and returns
    * GET /api/jobs/{jobId}: `{ done, progress, hubs: [{ hubName, result, errorCode?, ... }] }`.
    */
-  settle(jobId: string, timeoutMs?: number): Promise<any>;
+  settle(jobId: string, timeoutMs?: number): Promise<unknown>;
   outcomes(): { type: string; subject: string; data: unknown }[];
   restartHost(how: 'kill' | 'stop'): Promise<void>;
   /**
@@ -197,12 +197,12 @@ export async function startHarness(
       }
     },
     async settle(jobId, timeoutMs = 30_000) {
-      let job: any;
+      let job: unknown;
       await harness.until(
         async () => {
           const response = await harness.api('GET', `/api/jobs/${encodeURIComponent(jobId)}`);
           job = response.body;
-          return response.status === 200 && job.done === true;
+          return response.status === 200 && (job as { done?: unknown }).done === true;
         },
         `job ${jobId} done`,
         timeoutMs,
