@@ -25,6 +25,7 @@ type JobEntity = {
   openedAt: Date;
   createdVersion?: string;
   eventId?: string;
+  planned?: boolean;
 };
 
 type TaskEntity = {
@@ -146,6 +147,12 @@ export class JobsTableAdapter implements JobStore {
       for (const entity of batch) if (await this.createIfAbsent(entity)) added.push(entity.hubId);
       return { added, tasks: undefined };
     }
+  }
+
+  async markPlanned(job: RotationJob): Promise<void> {
+    await guard('the jobs table', () =>
+      this.table.updateEntity({ partitionKey: partitionFor(job.key), rowKey: jobRow(job), planned: true }, 'Merge'),
+    );
   }
 
   async find(key: KeyName, targetVersion: string): Promise<RotationJob | undefined> {
@@ -304,5 +311,6 @@ function toJob(e: TableEntityResult<JobEntity>): RotationJob {
     openedAt: new Date(e.openedAt),
     ...(e.createdVersion ? { createdVersion: e.createdVersion } : {}),
     ...(e.eventId ? { eventId: e.eventId } : {}),
+    ...(e.planned ? { planned: true } : {}),
   };
 }

@@ -43,15 +43,19 @@ const TRANSIENT_OPERATION_ERRORS =
 /** How long the key's version list is reused between steps of one instance (a hub on an unknown version refreshes it). */
 const VERSIONS_TTL_MS = 30_000;
 
+/** Jobs whose rows this instance keeps (a job row never changes once its tasks exist). */
+const JOB_CACHE_SIZE = 200;
+
 export class HubSteps {
   private readonly versionCache = new Map<string, { at: number; versions: Promise<KeyVersionSummary[]> }>();
+  private readonly jobCache = new Map<string, RotationJob>();
 
   constructor(private readonly deps: Dependencies) {}
 
   /** Takes the step a message asks for, if it is still due. Throws only when the ledger or queue cannot be used. */
   async advance(message: HubStepMessage, invocation: Invocation): Promise<void> {
     const { jobs, clock, steps, settings } = this.deps;
-    const job = await jobs.find(message.key, message.targetVersion);
+    const job = await this.job(message);
     const task = job && (await jobs.task(job, message.hubId));
     const fields = {
       key: keyLabel(message.key),
@@ -150,6 +154,18 @@ export class HubSteps {
       recorded: false,
     });
     if (failed) await this.record(job, failed, invocation);
+  }
+
+  private async job(message: HubStepMessage): Promise<RotationJob | undefined> {
+    const id = jobIdOf(message.key, message.targetVersion);
+    const cached = this.jobCache.get(id);
+    if (cached) return cached;
+    const job = await this.deps.jobs.find(message.key, message.targetVersion);
+    if (job) {
+      if (this.jobCache.size >= JOB_CACHE_SIZE) this.jobCache.delete(this.jobCache.keys().next().value!);
+      this.jobCache.set(id, job);
+    }
+    return job;
   }
 
   /** Reads the hub, decides, and sends the PUT when the hub must move. */

@@ -30,6 +30,30 @@ export async function propagate(
   if (target && context.created && target.version !== context.created.version) {
     throw new KeyUnusableError(context.created.id, unusableReasons(context.created, deps.clock.now()));
   }
+  if (target && !context.dryRun && context.trigger === 'event') {
+    // A repeated or second event for a version whose move is planned (Event Grid delivers at least once, and a
+    // rotation raises KeyNewVersionCreated too) is answered at once: its steps are queued, the reconciler
+    // restarts any that go quiet, and an operator's sync re-plans in full.
+    const existing = await deps.jobs.find(key, target.version);
+    if (existing?.planned) {
+      invocation.log.info('job.joined', {
+        key: keyLabel(key),
+        version: target.version,
+        jobId: jobIdOf(key, target.version),
+      });
+      return {
+        keyId: keyUrl(key),
+        trigger: context.trigger,
+        dryRun: false,
+        decision: `${context.decision}; the move to ${target.version} is already planned`,
+        jobId: jobIdOf(key, target.version),
+        targetVersion: target.id,
+        hubs: [],
+        status: 'in-progress',
+        correlationId: invocation.correlationId,
+      };
+    }
+  }
   const hubs = await hubsUsing(deps, key);
   const base = {
     keyId: keyUrl(key),
@@ -65,11 +89,13 @@ export async function propagate(
     ...(context.created ? { createdVersion: context.created.version } : {}),
     ...(context.eventId ? { eventId: context.eventId } : {}),
   };
+  if (!hubs.length) return { ...base, hubs: [], status: 'succeeded' };
   const { tasks, added } = await deps.jobs.open(
     job,
     hubs.map((h) => ({ hubId: h.id, hubName: h.name, from: identifiersForKey(h.body, key) })),
   );
   const current = await startSteps(deps, job, tasks, new Set(added), context.retryFailed ?? false);
+  await deps.jobs.markPlanned(job);
   invocation.log.info('job.planned', {
     key: keyLabel(key),
     version: target.version,

@@ -198,6 +198,8 @@ export interface RotationJob {
   openedAt: Date;
   createdVersion?: string;
   eventId?: string;
+  /** Every hub's task exists and its first step is queued: a repeat of the event that opened it has nothing to add. */
+  planned?: boolean;
 }
 
 export interface JobStore {
@@ -206,6 +208,8 @@ export interface JobStore {
     job: RotationJob,
     hubs: Pick<HubTask, 'hubId' | 'hubName' | 'from'>[],
   ): Promise<{ tasks: HubTask[]; added: string[] }>;
+  /** Notes that every task of the job exists and its first step is queued. */
+  markPlanned(job: RotationJob): Promise<void>;
   /** The job as recorded, undefined when it was never opened. */
   find(key: KeyName, targetVersion: string): Promise<RotationJob | undefined>;
   tasks(job: RotationJob): Promise<HubTask[]>;

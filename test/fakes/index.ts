@@ -367,6 +367,12 @@ export class FakeJobs implements JobStore {
     return Promise.resolve({ tasks: [...entry.tasks.values()].map((t) => ({ ...t })), added });
   }
 
+  markPlanned(job: RotationJob): Promise<void> {
+    const entry = this.jobs.get(this.id(job.key, job.targetVersion));
+    if (entry) entry.job = { ...entry.job, planned: true };
+    return Promise.resolve();
+  }
+
   find(key: KeyName, targetVersion: string): Promise<RotationJob | undefined> {
     return Promise.resolve(this.jobs.get(this.id(key, targetVersion))?.job);
   }

@@ -1,7 +1,8 @@
 // Helpers for tests about many hubs under failure: hub fleets, key versions, hand-made Key Vault events, and what
 // ARM and the audit log recorded.
+import { expect } from 'vitest';
 import { KEY_EVENT_TYPES, KEY_VAULT_SUBSCRIPTION, SUB_A, SUB_B, VAULT_URL } from './harness';
-import type { Harness, HubRef } from './harness';
+import type { Harness, HubRef, JobView } from './harness';
 
 export const hub = (subscriptionId: string, name: string): HubRef => ({
   subscriptionId,
@@ -63,8 +64,11 @@ export function putStatuses(h: Harness, ref: HubRef): (number | undefined)[] {
 export const acceptedPuts = (h: Harness, ref: HubRef) => putStatuses(h, ref).filter((s) => s === 201).length;
 
 export interface AuditEntry {
+  id?: string;
   result: string;
   trigger: string;
+  fromVersion?: string;
+  eventId?: string;
   hubId?: string;
   errorCode?: string;
   message?: string;
@@ -111,3 +115,35 @@ export const withoutNearExpiryEvents = <T>(h: Harness, work: () => Promise<T>): 
     KEY_EVENT_TYPES.filter((type) => type !== 'Microsoft.KeyVault.KeyNearExpiry'),
     work,
   );
+
+/** The id of the job that moves hubs to `keyId` (a versioned key URL), as rotate and sync answer it. */
+export function jobIdFor(keyId: string): string {
+  const url = new URL(keyId);
+  const [, , name = '', version = ''] = url.pathname.split('/');
+  return [url.host, name, version].join('~').toLowerCase();
+}
+
+/** Settles the job for `keyId` if one was opened (Key Vault's KeyNewVersionCreated for a key's first version). */
+export async function settleIfAny(h: Harness, keyId: string): Promise<void> {
+  await h.stack.eventGrid.idle();
+  if (await h.job(jobIdFor(keyId))) await h.settle(jobIdFor(keyId));
+}
+
+/** Each hub's result in the job, by hub name. */
+export const resultsOf = (job: JobView): Record<string, string> =>
+  Object.fromEntries(job.hubs.map((x) => [x.hubName, x.result]));
+
+/** Every hub references `keyId` and can still read its data with it. */
+export async function expectAllOn(h: Harness, refs: HubRef[], keyId: string): Promise<void> {
+  for (const ref of refs) {
+    expect(h.hubKey(ref), ref.name).toBe(keyId);
+    expect(await h.stack.arm.checkHubData(ref), ref.name).toMatchObject({ readable: true, keyIdentifier: keyId });
+  }
+}
+
+/** The key's audit records about one hub's move to `toVersion` (a versioned key URL), oldest first. */
+export async function hubAudit(h: Harness, name: string, ref: HubRef, toVersion: string): Promise<AuditEntry[]> {
+  return (await auditOf(h, name))
+    .filter((r) => r.hubId?.endsWith(`/${ref.name}`) && r.toVersion === toVersion.split('/').pop())
+    .reverse();
+}

@@ -1,10 +1,12 @@
 // The integration bed: the emulator stack in this process, the function app in its own process (the local host,
 // as `npm run serve` runs it), real SDK clients for the test's own look-ups, Event Grid subscribed to the host.
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { AccessToken, TokenCredential } from '@azure/core-auth';
+import { TableClient } from '@azure/data-tables';
+import { QueueClient } from '@azure/storage-queue';
 import { KeyClient } from '@azure/keyvault-keys';
 import type { KeyVaultKey } from '@azure/keyvault-keys';
 import { issueToken } from '../../emulators/auth';
@@ -66,12 +68,18 @@ export interface Harness extends AppInstance {
   seedHub(ref: HubRef, keyIdentifier: string, extra?: Record<string, unknown>): Promise<void>;
   hubKey(ref: HubRef): string | undefined;
   /** Resolves once `check` holds (polled), or fails with `what`. */
-  until(check: () => boolean | Promise<boolean>, what: string, timeoutMs?: number): Promise<void>;
+  until(check: () => boolean | Promise<boolean>, what: string | (() => string), timeoutMs?: number): Promise<void>;
   /**
    * Waits until the job's every hub is final (its steps run on the queue after rotate/sync answered) and returns
    * GET /api/jobs/{jobId}: `{ done, progress, hubs: [{ hubName, result, errorCode?, ... }] }`.
    */
-  settle(jobId: string, timeoutMs?: number): Promise<unknown>;
+  settle(jobId: string, timeoutMs?: number): Promise<JobView>;
+  /** GET /api/jobs/{jobId} now (undefined while the job does not exist). */
+  job(jobId: string): Promise<JobView | undefined>;
+  /** A queue of the app's storage (Azurite), e.g. `hub-steps` or `hub-steps-poison`. */
+  queue(name: string): QueueClient;
+  /** A table of the app's storage (Azurite), e.g. `RotationJobs`. */
+  table(name: string): TableClient;
   outcomes(): { type: string; subject: string; data: unknown }[];
   restartHost(how: 'kill' | 'stop'): Promise<void>;
   /**
@@ -80,6 +88,44 @@ export interface Harness extends AppInstance {
    */
   startInstance(settings?: Record<string, string>): Promise<AppInstance>;
   close(): Promise<void>;
+}
+
+const FINAL = new Set(['moved', 'already-current', 'skipped', 'failed']);
+
+/** A job as GET /api/jobs/{jobId} shows it. */
+export interface JobView {
+  jobId: string;
+  keyId: string;
+  targetVersion: string;
+  trigger: string;
+  createdVersion?: string;
+  done: boolean;
+  progress: Record<string, number>;
+  hubs: {
+    hubId: string;
+    hubName: string;
+    result: string;
+    errorCode?: string;
+    reason?: string;
+    attempts?: number;
+    nextStepAt?: string;
+  }[];
+}
+
+/**
+ * An app folder that runs this repo's build with host.json `extensions.queues` changed by `queues` (e.g. a shorter
+ * visibilityTimeout, so a message that keeps failing reaches the poison queue in seconds rather than minutes).
+ */
+function appDirWith(queues: Record<string, unknown>): string {
+  const dir = mkdtempSync(path.join(tmpdir(), 'cmk-rotator-app-'));
+  const hostJson = JSON.parse(readFileSync(path.resolve('host.json'), 'utf8')) as {
+    extensions?: { queues?: Record<string, unknown> };
+  };
+  hostJson.extensions = { ...hostJson.extensions, queues: { ...hostJson.extensions?.queues, ...queues } };
+  writeFileSync(path.join(dir, 'host.json'), JSON.stringify(hostJson, null, 2));
+  copyFileSync(path.resolve('package.json'), path.join(dir, 'package.json'));
+  symlinkSync(path.resolve('dist'), path.join(dir, 'dist'), 'dir');
+  return dir;
 }
 
 function instanceClient(host: () => RunningFunctionHost, functionKey: string): Omit<AppInstance, 'host'> {
@@ -112,9 +158,15 @@ function instanceClient(host: () => RunningFunctionHost, functionKey: string): O
 }
 
 export async function startHarness(
-  options: { stack?: Partial<StackOptions>; settings?: Record<string, string> } = {},
+  options: {
+    stack?: Partial<StackOptions>;
+    settings?: Record<string, string>;
+    /** host.json `extensions.queues` settings to change (the app runs from a copy of its folder). */
+    queues?: Record<string, unknown>;
+  } = {},
 ): Promise<Harness> {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'cmk-rotator-it-'));
+  const appDir = options.queues ? appDirWith(options.queues) : undefined;
   const stack = await startStack({
     dataDir,
     tlsDir: path.resolve('.data/test-tls'),
@@ -134,7 +186,7 @@ export async function startHarness(
     ROTATOR_LOCAL_FUNCTION_KEY: functionKey,
     ...options.settings,
   });
-  const start = () => startFunctionHost({ env, port });
+  const start = () => startFunctionHost({ env, port, ...(appDir ? { appDir } : {}) });
   const instances: RunningFunctionHost[] = [];
   let host = await start();
   await stack.eventGrid.subscribe({
@@ -183,7 +235,7 @@ export async function startHarness(
         { properties?: { encryption?: { keyVaultProperties?: { keyIdentifier?: string }[] } } } | undefined;
       return hub?.properties?.encryption?.keyVaultProperties?.[0]?.keyIdentifier;
     },
-    async until(check, what, timeoutMs = 20_000) {
+    async until(check, what, timeoutMs = 30_000) {
       const deadline = Date.now() + timeoutMs;
       while (!(await check())) {
         if (Date.now() > deadline) {
@@ -191,24 +243,58 @@ export async function startHarness(
             .slice(-40)
             .map((l) => l.raw)
             .join('\n');
-          throw new Error(`Timed out waiting for: ${what}\nLast host log lines:\n${tail}`);
+          const described = typeof what === 'string' ? what : what();
+          throw new Error(`Timed out waiting for: ${described}\nLast host log lines:\n${tail}`);
         }
-        await new Promise((r) => setTimeout(r, 50));
+        await new Promise((r) => setTimeout(r, 100));
       }
     },
-    async settle(jobId, timeoutMs = 30_000) {
-      let job: unknown;
+    async settle(jobId, timeoutMs = 60_000) {
+      let job: JobView | undefined;
       await harness.until(
         async () => {
-          const response = await harness.api('GET', `/api/jobs/${encodeURIComponent(jobId)}`);
-          job = response.body;
-          return response.status === 200 && (job as { done?: unknown }).done === true;
+          job = await harness.job(jobId);
+          return job?.done === true;
         },
-        `job ${jobId} done`,
+        () => `job ${jobId} done (last seen: ${JSON.stringify(job?.hubs.filter((x) => !FINAL.has(x.result)))})`,
         timeoutMs,
       );
-      return job;
+      // A hub's final state is saved before its audit record and outcome go out: wait for those too.
+      const done = job!;
+      const version = done.targetVersion.split('/').pop();
+      let missing: string[] = [];
+      await harness.until(
+        async () => {
+          const history = await harness.api(
+            'GET',
+            `/api/rotations?keyId=${encodeURIComponent(done.keyId)}&limit=500`,
+          );
+          const records = (history.body?.records ?? []) as { hubId?: string; toVersion?: string; result: string }[];
+          const outcomes = harness.outcomes().map((o) => o.data as { jobId?: string; hubId?: string; result?: string });
+          missing = done.hubs
+            .filter(
+              (x) =>
+                !records.some((r) => r.hubId === x.hubId && r.toVersion === version && r.result === x.result) ||
+                ((x.result === 'moved' || x.result === 'failed') &&
+                  !outcomes.some((o) => o.jobId === jobId && o.hubId === x.hubId && o.result === x.result)),
+            )
+            .map((x) => x.hubName);
+          return missing.length === 0;
+        },
+        () => `the audit records and outcomes of job ${jobId} (missing for ${missing.join(', ')})`,
+        timeoutMs,
+      );
+      return done;
     },
+    async job(jobId) {
+      const response = await harness.api('GET', `/api/jobs/${encodeURIComponent(jobId)}`);
+      if (response.status === 404) return undefined;
+      if (response.status !== 200) throw new Error(`GET /api/jobs answered ${response.status}`);
+      return response.body as JobView;
+    },
+    queue: (name) => new QueueClient(stack.azurite.connectionString, name),
+    table: (name) =>
+      TableClient.fromConnectionString(stack.azurite.connectionString, name, { allowInsecureConnection: true }),
     outcomes: () =>
       stack.eventGrid.received(OUTCOME_TOPIC).map((e) => ({ type: e.type, subject: e.subject ?? '', data: e.data })),
     async restartHost(how) {
@@ -216,7 +302,11 @@ export async function startHarness(
       host = await start();
     },
     async startInstance(settings = {}) {
-      const instance = await startFunctionHost({ env: { ...env, ...settings }, port: await freePort() });
+      const instance = await startFunctionHost({
+        env: { ...env, ...settings },
+        port: await freePort(),
+        ...(appDir ? { appDir } : {}),
+      });
       instances.push(instance);
       return { host: instance, ...instanceClient(() => instance, functionKey) };
     },
@@ -225,6 +315,7 @@ export async function startHarness(
       await host.stop();
       await stack.close();
       rmSync(dataDir, { recursive: true, force: true });
+      if (appDir) rmSync(appDir, { recursive: true, force: true });
     },
   };
   return harness;
