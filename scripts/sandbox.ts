@@ -96,6 +96,9 @@ async function seed(stack: RunningStack, keys: KeyClient): Promise<{ v1: string 
     keyOps: ['wrapKey', 'unwrapKey'],
     expiresOn: new Date(now + 365 * 86_400_000),
   });
+  // The keys' own KeyNewVersionCreated events come and go first: hubs seeded meanwhile would make them jobs of their
+  // own (every hub already current), which is true but no part of the story.
+  await stack.eventGrid.idle();
   for (const hub of DEMO_HUBS) {
     await stack.arm.seedHub({
       subscriptionId: hub.subscriptionId,

@@ -163,12 +163,26 @@ export class JobsTableAdapter implements JobStore {
     return job && toJob(job);
   }
 
-  async task(job: RotationJob, hubId: string): Promise<HubTask | undefined> {
+  async tasksOf(job: RotationJob, hubIds: readonly string[]): Promise<HubTask[]> {
     await this.ensureTable();
-    const task = await guard('the jobs table', () =>
-      this.getIfPresent<TaskEntity>(partitionFor(job.key), taskRow(job, hubId)),
+    const partition = `PartitionKey eq ${quote(partitionFor(job.key))}`;
+    // Table Storage takes at most 15 comparisons in a filter: one query per 14 hubs.
+    return guard('the jobs table', async () =>
+      (
+        await Promise.all(
+          chunks([...new Set(hubIds)], 14).map(async (ids) => {
+            const rows = ids.map((id) => `RowKey eq ${quote(taskRow(job, id))}`).join(' or ');
+            const tasks: HubTask[] = [];
+            for await (const e of this.table.listEntities<TaskEntity>({
+              queryOptions: { filter: `${partition} and (${rows})` },
+            })) {
+              tasks.push(toTask(e));
+            }
+            return tasks;
+          }),
+        )
+      ).flat(),
     );
-    return task && toTask(task);
   }
 
   async tasks(job: RotationJob): Promise<HubTask[]> {

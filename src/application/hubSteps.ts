@@ -13,7 +13,8 @@ import {
   errorCode,
   safeMessage,
 } from '../domain/errors';
-import { afterFailure, boundedWaitMs, decideHub, isSettled, stepDisposition } from '../domain/hubStep';
+import { chunks } from '../domain/concurrency';
+import { afterFailure, boundedWaitMs, decideHub, isFinal, isSettled, stepDisposition } from '../domain/hubStep';
 import type { StepResult } from '../domain/hubStep';
 import {
   hubBodyForWrite,
@@ -43,6 +44,29 @@ const TRANSIENT_OPERATION_ERRORS =
 /** How long the key's version list is reused between steps of one instance (a hub on an unknown version refreshes it). */
 const VERSIONS_TTL_MS = 30_000;
 
+/** Hubs per step message: a group costs the queue one message and the ledger a few grouped reads and writes. */
+export const HUBS_PER_MESSAGE = 32;
+
+/** Hubs grouped by when their next step is due (whole seconds: the queue's resolution), largest group first. */
+class DelayGroups {
+  private readonly groups = new Map<number, { hubId: string; step: number }[]>();
+
+  add(delayMs: number, hub: { hubId: string; step: number }): void {
+    const seconds = Math.max(0, Math.ceil(delayMs / 1000));
+    const group = this.groups.get(seconds);
+    if (group) group.push(hub);
+    else this.groups.set(seconds, [hub]);
+  }
+
+  messages(like: HubStepMessage): { message: HubStepMessage; delayMs: number }[] {
+    return [...this.groups.entries()]
+      .sort(([, a], [, b]) => b.length - a.length)
+      .flatMap(([seconds, hubs]) =>
+        chunks(hubs, HUBS_PER_MESSAGE).map((group) => ({ message: { ...like, hubs: group }, delayMs: seconds * 1000 })),
+      );
+  }
+}
+
 /** Jobs whose rows this instance keeps (a job row never changes once its tasks exist). */
 const JOB_CACHE_SIZE = 200;
 
@@ -52,38 +76,79 @@ export class HubSteps {
 
   constructor(private readonly deps: Dependencies) {}
 
-  /** Takes the step a message asks for, if it is still due. Throws only when the ledger or queue cannot be used. */
+  /**
+   * Takes the steps a message asks for, for each hub whose step is still due. Throws only when the ledger or the
+   * queue cannot be used (the host then retries the message, and after maxDequeueCount it goes to the poison queue).
+   */
   async advance(message: HubStepMessage, invocation: Invocation): Promise<void> {
     const { jobs, clock, steps, settings } = this.deps;
     const job = await this.job(message);
-    const task = job && (await jobs.task(job, message.hubId));
-    const fields = {
-      key: keyLabel(message.key),
-      version: message.targetVersion,
-      hub: message.hubId,
-      step: message.step,
-    };
-    if (!job || !task) {
-      invocation.log.warn('step.orphaned', { ...fields, reason: 'no such job or task in the ledger' });
-      return;
+    const fields = { key: keyLabel(message.key), version: message.targetVersion };
+    if (!job) return invocation.log.warn('step.orphaned', { ...fields, reason: 'no such job in the ledger' });
+    const tasks = new Map(
+      (
+        await jobs.tasksOf(
+          job,
+          message.hubs.map((h) => h.hubId),
+        )
+      ).map((t) => [t.hubId, t]),
+    );
+    const now = clock.now();
+    const due: HubTask[] = [];
+    const later = new DelayGroups();
+    const unrecorded: HubTask[] = [];
+    for (const { hubId, step } of message.hubs) {
+      const task = tasks.get(hubId);
+      if (!task) {
+        invocation.log.warn('step.orphaned', { ...fields, hub: hubId, reason: 'no such task in the ledger' });
+        continue;
+      }
+      const disposition = stepDisposition(task, step, now);
+      if (disposition.kind === 'run') due.push(task);
+      else if (disposition.kind === 'record') unrecorded.push(task);
+      else if (disposition.kind === 'later') later.add(disposition.delayMs, { hubId, step });
+      else invocation.log.info('step.skipped', { ...fields, hub: hubId, step, reason: disposition.why });
     }
-    const disposition = stepDisposition(task, message.step, clock.now());
-    if (disposition.kind === 'done') return invocation.log.info('step.skipped', { ...fields, reason: disposition.why });
-    if (disposition.kind === 'record') return this.record(job, task, invocation);
-    if (disposition.kind === 'later') {
-      await steps.send([message], disposition.delayMs);
-      return;
-    }
+    await Promise.all(unrecorded.map((task) => this.record(job, task, invocation)));
+    await Promise.all(later.messages(message).map(({ message: m, delayMs }) => steps.send([m], delayMs)));
+    if (!due.length) return;
 
-    const next = { ...message, step: task.step + 1 };
-    const [watchdog] = await steps.send([next], settings.stepLeaseMs);
-    const claimed = await jobs.update(job, {
-      ...task,
-      step: next.step,
-      leaseUntil: new Date(clock.now().getTime() + settings.stepLeaseMs),
-    });
-    if (!claimed) return invocation.log.info('step.skipped', { ...fields, reason: 'another instance took the step' });
+    // The next step of every due hub is queued before any is taken: if this instance dies, it is the watchdog.
+    const watchdogMessage = { ...message, hubs: due.map((t) => ({ hubId: t.hubId, step: t.step + 1 })) };
+    const [watchdog] = await steps.send([watchdogMessage], settings.stepLeaseMs);
+    const leaseUntil = new Date(clock.now().getTime() + settings.stepLeaseMs);
+    const claimed = await Promise.all(
+      due.map((task) => jobs.update(job, { ...task, step: task.step + 1, leaseUntil })),
+    );
+    const next = new DelayGroups();
+    await Promise.all(
+      claimed.map(async (task, i) => {
+        if (!task) {
+          const hub = due[i]!.hubId;
+          return invocation.log.info('step.skipped', { ...fields, hub, reason: 'another instance took the step' });
+        }
+        const taken = await this.take(job, task, invocation);
+        if (taken) next.add(taken.delayMs, { hubId: task.hubId, step: taken.task.step });
+      }),
+    );
+    // The watchdog becomes the message of the largest group of hubs due together; the other groups get their own.
+    const groups = next.messages(message);
+    const [first, ...rest] = groups;
+    const rescheduled = !!first && !!watchdog && (await steps.reschedule(watchdog, first.message, first.delayMs));
+    if (!first && watchdog) await steps.cancel(watchdog);
+    await Promise.all((rescheduled ? rest : groups).map(({ message: m, delayMs }) => steps.send([m], delayMs)));
+  }
 
+  /**
+   * One claimed hub's step: its work, then the task's new state (unless the lease ran out and another step took
+   * over). Resolves with the saved task and when its next step is due, or undefined when it has none.
+   */
+  private async take(
+    job: RotationJob,
+    claimed: HubTask,
+    invocation: Invocation,
+  ): Promise<{ task: HubTask; delayMs: number } | undefined> {
+    const { jobs, clock, settings } = this.deps;
     let result: StepResult;
     try {
       result =
@@ -101,18 +166,20 @@ export class HubSteps {
       reason: _previousReason,
       ...rest
     } = claimed;
-    const finished = ['moved', 'already-current', 'skipped', 'failed'].includes(result.changes.state);
+    const finished = isFinal(result.changes);
     const saved = await jobs.update(job, {
       ...rest,
       ...result.changes,
       ...(finished ? { finishedAt: clock.now(), recorded: false } : {}),
     });
-    if (!saved)
-      return invocation.log.warn('step.lost', { ...fields, reason: 'the lease ran out and another step took over' });
+    const fields = { key: keyLabel(job.key), version: job.targetVersion, hub: claimed.hubId, step: claimed.step };
+    if (!saved) {
+      invocation.log.warn('step.lost', { ...fields, reason: 'the lease ran out and another step took over' });
+      return undefined;
+    }
     if (finished) {
       await this.record(job, saved, invocation);
-      if (watchdog) await steps.cancel(watchdog);
-      return;
+      return undefined;
     }
     invocation.log.info('step.taken', {
       ...fields,
@@ -120,40 +187,38 @@ export class HubSteps {
       waiting: saved.waiting ?? 'queued',
       nextInMs: result.delayMs,
     });
-    const rescheduled = watchdog && (await steps.reschedule(watchdog, next, result.delayMs));
-    if (!rescheduled) await steps.send([next], result.delayMs);
+    return { task: saved, delayMs: result.delayMs };
   }
 
   /**
-   * A message that kept failing (the host moved it to the poison queue): the hub is failed and reported, unless its
-   * task moved on meanwhile.
+   * A message that kept failing (the host moved it to the poison queue): its hubs are failed and reported, unless
+   * their tasks moved on meanwhile.
    */
   async failPoisoned(message: HubStepMessage, invocation: Invocation): Promise<void> {
-    const job = await this.deps.jobs.find(message.key, message.targetVersion);
-    const task = job && (await this.deps.jobs.task(job, message.hubId));
-    if (
-      !job ||
-      !task ||
-      task.step !== message.step ||
-      ['moved', 'already-current', 'skipped', 'failed'].includes(task.state)
-    ) {
-      invocation.log.info('step.poison-ignored', {
-        key: keyLabel(message.key),
-        hub: message.hubId,
-        step: message.step,
+    const job = await this.job(message);
+    const tasks = job
+      ? await this.deps.jobs.tasksOf(
+          job,
+          message.hubs.map((h) => h.hubId),
+        )
+      : [];
+    for (const { hubId, step } of message.hubs) {
+      const task = tasks.find((t) => t.hubId === hubId);
+      if (!job || !task || task.step !== step || isFinal(task)) {
+        invocation.log.info('step.poison-ignored', { key: keyLabel(message.key), hub: hubId, step });
+        continue;
+      }
+      const failed = await this.deps.jobs.update(job, {
+        ...task,
+        step: task.step + 1,
+        state: 'failed',
+        errorCode: task.errorCode ?? 'INTERNAL',
+        reason: `its step kept failing and the host moved it to the poison queue${task.reason ? ` (last: ${task.reason})` : ''}`,
+        finishedAt: this.deps.clock.now(),
+        recorded: false,
       });
-      return;
+      if (failed) await this.record(job, failed, invocation);
     }
-    const failed = await this.deps.jobs.update(job, {
-      ...task,
-      step: task.step + 1,
-      state: 'failed',
-      errorCode: task.errorCode ?? 'INTERNAL',
-      reason: `its step kept failing and the host moved it to the poison queue${task.reason ? ` (last: ${task.reason})` : ''}`,
-      finishedAt: this.deps.clock.now(),
-      recorded: false,
-    });
-    if (failed) await this.record(job, failed, invocation);
   }
 
   private async job(message: HubStepMessage): Promise<RotationJob | undefined> {

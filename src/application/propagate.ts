@@ -1,6 +1,7 @@
 // Planning a move of every hub that uses a key: decide the target, list the hubs, open the job in the ledger and
 // put one step message per hub on the queue. Planning is quick (an Event Grid delivery is answered within seconds);
 // the hubs then advance one short step at a time (hubSteps.ts), each step a queue message.
+import { chunks } from '../domain/concurrency';
 import { KeyUnusableError } from '../domain/errors';
 import { PLANNED_VERSION, decideHub, isFinal, resultOf } from '../domain/hubStep';
 import type { HubReport } from '../domain/hubStep';
@@ -12,6 +13,7 @@ import { unusableReasons } from '../domain/keyPolicy';
 import type { HubStepMessage, HubTask, KeyVersionSummary, NewKeyVersionSpec, RotationJob } from '../domain/ports';
 import { assertAllowed, hubsUsing, latestUsable, statusOf } from './context';
 import type { Dependencies, Invocation, RotationReport, RunContext } from './context';
+import { HUBS_PER_MESSAGE } from './hubSteps';
 
 /**
  * Moves every hub that uses `key` to its latest usable version (or, with `planned`, reports the moves a rotation
@@ -121,20 +123,15 @@ export async function startSteps(
 ): Promise<HubTask[]> {
   const now = deps.clock.now();
   const quiet = now.getTime() - 2 * deps.settings.stepLeaseMs;
-  const messages: HubStepMessage[] = [];
+  const starting: HubStepMessage['hubs'] = [];
   const current: HubTask[] = [];
-  const message = (task: HubTask): HubStepMessage => ({
-    key: job.key,
-    targetVersion: job.targetVersion,
-    hubId: task.hubId,
-    step: task.step,
-  });
+  const message = (task: HubTask) => ({ hubId: task.hubId, step: task.step });
   for (const task of tasks) {
     if (added.has(task.hubId)) {
-      messages.push(message(task));
+      starting.push(message(task));
     } else if (retryFailed && task.state === 'failed') {
       const reset = await deps.jobs.update(job, restarted(task));
-      if (reset) messages.push(message(reset));
+      if (reset) starting.push(message(reset));
       current.push(reset ?? task);
       continue;
     } else if (!isFinal(task)) {
@@ -142,11 +139,14 @@ export async function startSteps(
         (!task.leaseUntil || task.leaseUntil.getTime() < quiet) &&
         (!task.updatedAt || task.updatedAt.getTime() < quiet) &&
         (!task.notBefore || task.notBefore.getTime() < quiet);
-      if (stalled) messages.push(message(task));
+      if (stalled) starting.push(message(task));
     }
     current.push(task);
   }
-  await deps.steps.send(messages, 0);
+  await deps.steps.send(
+    chunks(starting, HUBS_PER_MESSAGE).map((hubs) => ({ key: job.key, targetVersion: job.targetVersion, hubs })),
+    0,
+  );
   return current;
 }
 

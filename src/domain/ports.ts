@@ -213,7 +213,8 @@ export interface JobStore {
   /** The job as recorded, undefined when it was never opened. */
   find(key: KeyName, targetVersion: string): Promise<RotationJob | undefined>;
   tasks(job: RotationJob): Promise<HubTask[]>;
-  task(job: RotationJob, hubId: string): Promise<HubTask | undefined>;
+  /** The tasks of these hubs (a hub the job does not list is left out). */
+  tasksOf(job: RotationJob, hubIds: readonly string[]): Promise<HubTask[]>;
   /**
    * Writes the task if nobody changed it since it was read (its ETag); resolves with the new version of the task,
    * or undefined when another invocation changed it first (or it is gone).
@@ -225,12 +226,15 @@ export interface JobStore {
   jobsOf(key: KeyName): Promise<RotationJob[]>;
 }
 
-/** The message that makes a hub's task take its next step. */
+/**
+ * The message that makes hubs of one job take their next step: each hub names the step it is for. Hubs travel in
+ * groups so that a fleet costs the queue (and the ledger, whose reads and writes are grouped too) a fraction of one
+ * message per hub and step.
+ */
 export interface HubStepMessage {
   key: KeyName;
   targetVersion: string;
-  hubId: string;
-  step: number;
+  hubs: { hubId: string; step: number }[];
 }
 
 /** A message on the queue, as its sender may change it: opaque to the domain. */

@@ -15,8 +15,15 @@ const StepMessage = z.strictObject({
     name: z.string().regex(/^[0-9a-zA-Z-]{1,127}$/, 'is not a key name'),
   }),
   targetVersion: z.string().refine(isKeyVersion, 'is not a key version'),
-  hubId: z.string().min(1).max(1024),
-  step: z.number().int().min(0).max(1_000_000),
+  hubs: z
+    .array(
+      z.strictObject({
+        hubId: z.string().min(1).max(1024),
+        step: z.number().int().min(0).max(1_000_000),
+      }),
+    )
+    .min(1)
+    .max(100),
 });
 
 /** The message, or a ValidationError naming every bad field. */

@@ -382,10 +382,16 @@ export class FakeJobs implements JobStore {
     return Promise.resolve([...(tasks?.values() ?? [])].map((t) => ({ ...t })));
   }
 
-  task(job: RotationJob, hubId: string): Promise<HubTask | undefined> {
-    const task = this.jobs.get(this.id(job.key, job.targetVersion))?.tasks.get(hubId);
-    return Promise.resolve(task && { ...task });
+  tasksOf(job: RotationJob, hubIds: readonly string[]): Promise<HubTask[]> {
+    const tasks = this.jobs.get(this.id(job.key, job.targetVersion))?.tasks;
+    return Promise.resolve(
+      [...new Set(hubIds)].flatMap((id) => {
+        const task = tasks?.get(id);
+        return task ? [{ ...task }] : [];
+      }),
+    );
   }
+
 
   update(job: RotationJob, task: HubTask): Promise<HubTask | undefined> {
     const tasks = this.jobs.get(this.id(job.key, job.targetVersion))?.tasks;
