@@ -27,6 +27,7 @@ export function keyEvent(vault: string, type: string, keyName: string, version: 
 /** Delivers `event` now and every `everyMs` (round-robin over the webhooks) until stopped; resolves the latencies. */
 export function ackLatencies(webhooks: readonly string[], event: EventGridEvent, everyMs: number) {
   const latencies: number[] = [];
+  const failures: string[] = [];
   const inFlight = new Set<Promise<void>>();
   let sent = 0;
   const deliver = () => {
@@ -38,10 +39,15 @@ export function ackLatencies(webhooks: readonly string[], event: EventGridEvent,
       body: JSON.stringify([event]),
     })
       .then(async (response) => {
-        await response.text();
-        latencies.push(response.status >= 200 && response.status < 300 ? performance.now() - started : Infinity);
+        const text = await response.text();
+        const ok = response.status >= 200 && response.status < 300;
+        latencies.push(ok ? performance.now() - started : Infinity);
+        if (!ok) failures.push(`HTTP ${response.status} ${text.slice(0, 200)}`);
       })
-      .catch(() => void latencies.push(Infinity))
+      .catch((error: unknown) => {
+        latencies.push(Infinity);
+        failures.push(error instanceof Error ? error.message : String(error));
+      })
       .finally(() => inFlight.delete(delivery));
     inFlight.add(delivery);
   };
@@ -49,10 +55,10 @@ export function ackLatencies(webhooks: readonly string[], event: EventGridEvent,
   const timer = setInterval(deliver, everyMs);
   return {
     answered: () => latencies.length,
-    async stop(): Promise<number[]> {
+    async stop(): Promise<{ latencies: number[]; failures: string[] }> {
       clearInterval(timer);
       await Promise.all(inFlight);
-      return latencies;
+      return { latencies, failures };
     },
   };
 }

@@ -128,8 +128,10 @@ export class SharedArmBudget {
     if (remaining === undefined || remaining >= local.modelled - this.blockSize[kind]) return Promise.resolve();
     if (now - local.lastCorrection < CORRECTION_INTERVAL_MS) return Promise.resolve();
     local.lastCorrection = now;
-    local.modelled = remaining;
-    return this.lower(id, { tokens: remaining, at: now, pausedUntil: 0 });
+    // ARM's count leaves out tokens other instances hold unspent in their blocks: keep room for them.
+    const corrected = remaining - 2 * this.blockSize[kind];
+    local.modelled = corrected;
+    return this.lower(id, { tokens: corrected, at: now, pausedUntil: 0 });
   }
 
   /** Takes a block of tokens; returns 0, or how long the caller waits for the one token promised to it. */

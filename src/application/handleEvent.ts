@@ -4,7 +4,7 @@ import { VaultNotAllowedError, isTransient } from '../domain/errors';
 import { isIgnored, parseKeyVaultEvent } from '../domain/events';
 import type { KeyVaultEvent } from '../domain/events';
 import { keyLabel, keyUrl } from '../domain/keyId';
-import { eventIsDue, unusableReasons } from '../domain/keyPolicy';
+import { eventIsDue, newerLiveThan, unusableReasons } from '../domain/keyPolicy';
 import type { KeyVersionDetails } from '../domain/ports';
 import { assertAllowed, auditRecord, emptyReport, publish, recordFailure } from './context';
 import type { Dependencies, Invocation, RotationReport } from './context';
@@ -54,14 +54,22 @@ export async function handleEvent(
 
 async function forEvent(deps: Dependencies, event: KeyVaultEvent, invocation: Invocation): Promise<RotationReport> {
   const context = { trigger: 'event' as const, dryRun: false, eventId: event.id, eventType: event.type };
-  const named = await deps.keyVault.getVersion(event.key, event.version);
   if (event.type === 'KeyNewVersionCreated') {
-    await reportIfUnusable(deps, event, named, invocation);
+    await reportIfUnusable(deps, event, await deps.keyVault.getVersion(event.key, event.version), invocation);
     const versions = await deps.keyVault.listVersions(event.key);
     const decision = `version ${event.version} was created`;
     return propagate(deps, event.key, versions, { ...context, decision }, invocation);
   }
+  // A repeated delivery (or one that arrives after autorotation) finds a newer version already: nothing to create,
+  // so no lease and no checks, only the move.
+  const versions = await deps.keyVault.listVersions(event.key);
+  const newer = newerLiveThan(versions, event.version, deps.clock.now());
+  if (newer) {
+    const decision = `a newer version ${newer.version} already exists`;
+    return propagate(deps, event.key, versions, { ...context, decision }, invocation);
+  }
   // Key Vault's word is checked against Key Vault itself: a forged or stale event creates nothing.
+  const named = await deps.keyVault.getVersion(event.key, event.version);
   const policy = await deps.keyVault.getRotationPolicy(event.key);
   const due = eventIsDue(event.type, named, policy?.notifyBeforeExpiry, deps.clock.now());
   if (!due.due) {

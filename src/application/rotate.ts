@@ -1,14 +1,7 @@
 // Creating a key's next version: on an operator's request, or when Key Vault says the current one nears expiry
 // (unless a newer live version exists already). Creation happens under the key's lease, so two deliveries or two
 // instances never both create one.
-import {
-  REQUEST_TAG,
-  ROTATED_FROM_TAG,
-  compareVersions,
-  isLive,
-  newVersionSpec,
-  newestFirst,
-} from '../domain/keyPolicy';
+import { REQUEST_TAG, ROTATED_FROM_TAG, newVersionSpec, newerLiveThan, newestFirst } from '../domain/keyPolicy';
 import { keyLabel, keyUrl } from '../domain/keyId';
 import type { KeyName } from '../domain/keyId';
 import type { HeldLease, KeyVersionDetails, KeyVersionSummary, NewKeyVersionSpec } from '../domain/ports';
@@ -77,8 +70,7 @@ export async function rotateUnlessNewer(
 ): Promise<RotationReport> {
   const outcome = await deps.lock.runExclusive(key, async (lease) => {
     const versions = await deps.keyVault.listVersions(key);
-    const now = deps.clock.now();
-    const newerLive = versions.find((v) => isLive(v, now) && compareVersions(versions, v.version, fromVersion) === 1);
+    const newerLive = newerLiveThan(versions, fromVersion, deps.clock.now());
     if (newerLive) return { versions, decision: `a newer version ${newerLive.version} already exists` };
     const current = await deps.keyVault.getVersion(key, fromVersion);
     const created = await createVersion(deps, key, current, context, invocation, lease);

@@ -92,6 +92,15 @@ function subtractIsoDuration(end: Date, duration: string): Date | undefined {
   return span ? new Date(end.getTime() - (span.getTime() - end.getTime())) : undefined;
 }
 
+/** A live version newer than `version`, if any (then nothing needs to be created for it). */
+export function newerLiveThan(
+  versions: readonly KeyVersionSummary[],
+  version: string,
+  now: Date,
+): KeyVersionSummary | undefined {
+  return versions.find((v) => isLive(v, now) && compareVersions(versions, v.version, version) === 1);
+}
+
 const DURATION = /^P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?$/;
 
 /** Adds an ISO 8601 duration (`P90D`, `P1Y6M`, `PT12H`) to a date; undefined when the text is not one. */
