@@ -350,6 +350,8 @@ async function main(): Promise<number> {
     }
 
     say(`Burst of ${BURST_EVENTS} unrelated events...`);
+    // As in the history rows: writes throttled, reads not.
+    stack.arm.faults.setThrottling({ enabled: true, ...WRITES, reads: false });
     const { events, mix } = unrelatedEvents(VAULT, FOREIGN_VAULT, unusedKeys, BURST_EVENTS);
     const burst = await deliverBurst(
       `${hosts[0]!.url}/runtime/webhooks/eventgrid?functionName=keyVaultEvents`,
