@@ -60,6 +60,8 @@ resource failureSubscription 'Microsoft.EventGrid/topics/eventSubscriptions@2025
       includedEventTypes: [
         'CmkRotator.HubKeyUpdateFailed'
         'CmkRotator.RotationFailed'
+        // A new version hubs cannot use: they stay on the old one, which will expire in turn.
+        'CmkRotator.VersionUnusable'
       ]
     }
     deliveryWithResourceIdentity: {
@@ -99,7 +101,7 @@ resource failureAlert 'Microsoft.Insights/metricAlerts@2018-03-01' = {
   location: 'global'
   tags: tags
   properties: {
-    description: 'The CMK rotator reported a failed rotation or a hub it could not re-point (CmkRotator.RotationFailed, CmkRotator.HubKeyUpdateFailed). The events are in the failed-outcomes queue.'
+    description: 'The CMK rotator reported a failed rotation or a hub it could not re-point (CmkRotator.RotationFailed, CmkRotator.HubKeyUpdateFailed, CmkRotator.VersionUnusable). The events are in the failed-outcomes queue.'
     severity: 1
     enabled: true
     scopes: [

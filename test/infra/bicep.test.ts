@@ -40,7 +40,7 @@ const KEY_VAULT_EVENTS = [
   'Microsoft.KeyVault.KeyExpired',
   'Microsoft.KeyVault.KeyNewVersionCreated',
 ];
-const FAILURE_OUTCOMES = ['CmkRotator.HubKeyUpdateFailed', 'CmkRotator.RotationFailed'];
+const FAILURE_OUTCOMES = ['CmkRotator.HubKeyUpdateFailed', 'CmkRotator.RotationFailed', 'CmkRotator.VersionUnusable'];
 
 let files: BicepFile[];
 let all: BicepResource[];
