@@ -25,7 +25,7 @@ export class TableLeaseLock implements KeyLock {
 
   constructor(
     private readonly table: TableClient,
-    private readonly options: { waitMs?: number; pollMs?: number } = {},
+    private readonly options: { waitMs?: number; pollMs?: number; leaseMs?: number } = {},
   ) {
     this.ensureTable = tableReady(table, 'the lock table');
   }
@@ -35,12 +35,13 @@ export class TableLeaseLock implements KeyLock {
     const holder = randomUUID();
     const partitionKey = partitionFor(key);
     let etag = await this.acquire(partitionKey, holder, key);
-    let heldUntil = Date.now() + LEASE_MS;
+    const leaseMs = this.options.leaseMs ?? LEASE_MS;
+    let heldUntil = Date.now() + leaseMs;
     let lost = false;
     // Renew while working, so a slow creation keeps the lease; a failed renewal means another holder may take it
     // over, so the work is told to stop before it creates anything. Give it back when done.
     const renewal = setInterval(() => {
-      const lease = this.lease(partitionKey, holder);
+      const lease = this.lease(partitionKey, holder, leaseMs);
       void this.table
         .updateEntity(lease, 'Replace', { etag: etag ?? '*' })
         .then((r) => {
@@ -48,11 +49,11 @@ export class TableLeaseLock implements KeyLock {
           heldUntil = lease.expiresAt.getTime();
         })
         .catch(() => (lost = true));
-    }, LEASE_MS / 3);
+    }, leaseMs / 3);
     const held: HeldLease = {
       assertHeld() {
         // A margin for the time between this check and the write it guards.
-        if (lost || Date.now() > heldUntil - LEASE_MS / 6) throw new BusyError(`Key ${key.name}`);
+        if (lost || Date.now() > heldUntil - leaseMs / 6) throw new BusyError(`Key ${key.name}`);
       },
     };
     try {
@@ -87,7 +88,7 @@ export class TableLeaseLock implements KeyLock {
     }
   }
 
-  private lease(partitionKey: string, holder: string): LeaseEntity {
-    return { partitionKey, rowKey: ROW, holder, expiresAt: new Date(Date.now() + LEASE_MS) };
+  private lease(partitionKey: string, holder: string, leaseMs = this.options.leaseMs ?? LEASE_MS): LeaseEntity {
+    return { partitionKey, rowKey: ROW, holder, expiresAt: new Date(Date.now() + leaseMs) };
   }
 }
