@@ -21,7 +21,7 @@ describe('TableLeaseLock renewal', () => {
       lease.assertHeld();
       // Another holder rewrites the lease row (as a takeover would): the next renewal's ETag no longer matches.
       for await (const row of t.listEntities<{ holder: string }>()) {
-        await t.updateEntity({ partitionKey: row.partitionKey, rowKey: row.rowKey, holder: 'someone-else' }, 'Merge');
+        await t.updateEntity({ partitionKey: row.partitionKey!, rowKey: row.rowKey!, holder: 'someone-else' }, 'Merge');
       }
       await new Promise((resolve) => setTimeout(resolve, 450));
       try {
