@@ -115,8 +115,9 @@ export class HubSteps {
 
     // The next step of every due hub is queued before any is taken: if this instance dies, it is the watchdog.
     const watchdogMessage = { ...message, hubs: due.map((t) => ({ hubId: t.hubId, step: t.step + 1 })) };
-    const [watchdog] = await steps.send([watchdogMessage], settings.stepLeaseMs);
+    // The lease ends no earlier than the watchdog is due: a watchdog seen while the lease still runs is dropped.
     const leaseUntil = new Date(clock.now().getTime() + settings.stepLeaseMs);
+    const [watchdog] = await steps.send([watchdogMessage], settings.stepLeaseMs);
     const claimed = await Promise.all(
       due.map((task) => jobs.update(job, { ...task, step: task.step + 1, leaseUntil })),
     );
@@ -131,12 +132,17 @@ export class HubSteps {
         if (taken) next.add(taken.delayMs, { hubId: task.hubId, step: taken.task.step });
       }),
     );
-    // The watchdog becomes the message of the largest group of hubs due together; the other groups get their own.
-    const groups = next.messages(message);
-    const [first, ...rest] = groups;
-    const rescheduled = !!first && !!watchdog && (await steps.reschedule(watchdog, first.message, first.delayMs));
-    if (!first && watchdog) await steps.cancel(watchdog);
-    await Promise.all((rescheduled ? rest : groups).map(({ message: m, delayMs }) => steps.send([m], delayMs)));
+    // The other groups get their own messages first; only then does the watchdog become the largest group's (so a
+    // failure in between leaves every hub a message: the watchdog still names them all).
+    const [first, ...rest] = next.messages(message);
+    await Promise.all(rest.map(({ message: m, delayMs }) => steps.send([m], delayMs)));
+    if (!watchdog) {
+      if (first) await steps.send([first.message], first.delayMs);
+    } else if (!first) {
+      await steps.cancel(watchdog);
+    } else if (!(await steps.reschedule(watchdog, first.message, first.delayMs))) {
+      await steps.send([first.message], first.delayMs);
+    }
   }
 
   /**

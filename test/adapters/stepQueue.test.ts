@@ -4,6 +4,7 @@ import { randomUUID } from 'node:crypto';
 import { QueueClient } from '@azure/storage-queue';
 import { describe, expect, inject, it, vi } from 'vitest';
 import { StorageStepQueue } from '../../src/adapters/stepQueue';
+import { HUBS_PER_MESSAGE } from '../../src/application/hubSteps';
 import type { HubStepMessage } from '../../src/domain/ports';
 import { parseStepMessage } from '../../src/hosting/stepMessage';
 
@@ -25,11 +26,14 @@ function setup() {
 
 const decode = (text: string): unknown => JSON.parse(Buffer.from(text, 'base64').toString('utf8'));
 
-const message = (step: number, hub = 'hub-1'): HubStepMessage => ({
+const hubIdOf = (hub: string, group = 'rg') =>
+  `/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/${group}/providers/Microsoft.Devices/IotHubs/${hub}`;
+
+/** A message for hubs of one job, each at `step`. */
+const message = (step: number, ...hubs: string[]): HubStepMessage => ({
   key: { vaultUrl: 'https://demo.vault.azure.net', name: 'hub-cmk' },
   targetVersion: 'c7254b6c8a5f4e0b9d1e2f3a4b5c6d7e',
-  hubId: `/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg/providers/Microsoft.Devices/IotHubs/${hub}`,
-  step,
+  hubs: (hubs.length ? hubs : ['hub-1']).map((hub) => ({ hubId: hubIdOf(hub), step })),
 });
 
 describe('StorageStepQueue', () => {
@@ -44,9 +48,24 @@ describe('StorageStepQueue', () => {
     expect(texts).toHaveLength(2);
     for (const text of texts) expect(text).toMatch(/^[A-Za-z0-9+/]+=*$/);
     const decoded = texts.map((text) => parseStepMessage(decode(text)));
-    expect(decoded.map((m) => m.hubId.split('/').pop()).sort()).toEqual(['a', 'b']);
-    expect(decoded[0]).toEqual(message(0, decoded[0]!.hubId.split('/').pop()));
+    expect(decoded.map((m) => m.hubs[0]!.hubId.split('/').pop()).sort()).toEqual(['a', 'b']);
+    expect(decoded[0]).toEqual(message(0, decoded[0]!.hubs[0]!.hubId.split('/').pop()!));
     expect(await queue.send([], 0)).toEqual([]);
+  });
+
+  it('carries a full group of hubs (HUBS_PER_MESSAGE, ARM ids of the longest names) within a queue message', async () => {
+    const { queue, visible } = setup();
+    // Resource group names go up to 90 characters and hub names up to 50.
+    const group: HubStepMessage = {
+      ...message(7),
+      hubs: Array.from({ length: HUBS_PER_MESSAGE }, (_, i) => ({
+        hubId: hubIdOf(`hub-${i}-`.padEnd(50, 'x'), 'g'.repeat(90)),
+        step: 7 + i,
+      })),
+    };
+    expect(await queue.send([group], 0)).toHaveLength(1);
+    const [shown] = await visible();
+    expect(parseStepMessage(decode(shown!.messageText))).toEqual(group);
   });
 
   it('keeps a delayed message invisible until its delay is over', async () => {
@@ -62,10 +81,11 @@ describe('StorageStepQueue', () => {
 
   it('reschedule brings a waiting message forward, with the new content', async () => {
     const { queue, visible, count } = setup();
-    const [receipt] = await queue.send([message(1)], HOUR);
-    expect(await queue.reschedule(receipt!, message(2), 0)).toBe(true);
+    const [receipt] = await queue.send([message(1, 'a', 'b', 'c')], HOUR);
+    // A watchdog becomes the message of the hubs due together (here two of its three).
+    expect(await queue.reschedule(receipt!, message(2, 'a', 'c'), 0)).toBe(true);
     const shown = await visible();
-    expect(shown.map((m) => decode(m.messageText))).toEqual([message(2)]);
+    expect(shown.map((m) => decode(m.messageText))).toEqual([message(2, 'a', 'c')]);
     expect(await count()).toBe(1);
   });
 

@@ -154,6 +154,17 @@ describe('JobsTableAdapter', () => {
     expect(joined.added).toEqual([hubIdOf('c')]);
     expect(joined.tasks.map((t) => t.hubName).sort()).toEqual(['a', 'b', 'c']);
     expect(await jobs.find(j.key, 'V2')).toEqual({ ...j });
+
+    // Once every task's first step is queued the job is planned; its tasks stay as they were.
+    await jobs.markPlanned(j);
+    expect(await jobs.find(j.key, 'v2')).toEqual({ ...j, planned: true });
+    expect((await jobs.tasks(j)).map((t) => [t.hubName, t.state, t.step])).toEqual(
+      expect.arrayContaining([
+        ['a', 'pending', 0],
+        ['b', 'pending', 0],
+        ['c', 'pending', 0],
+      ]),
+    );
   });
 
   it('adds every hub when two openers race with different hub lists', async () => {
@@ -210,7 +221,8 @@ describe('JobsTableAdapter', () => {
     expect(saved?.etag).toBeDefined();
     expect(saved?.etag).not.toBe(read.etag);
     expect(await jobs.update(j, { ...read, state: 'failed' })).toBeUndefined(); // a stale copy
-    const { etag: _e, updatedAt, ...stored } = (await jobs.task(j, hubIdOf('a')))!;
+    const [reread] = await jobs.tasksOf(j, [hubIdOf('a')]);
+    const { etag: _e, updatedAt, ...stored } = reread!;
     const { etag: _s, ...expected } = changed;
     expect(stored).toEqual(expected);
     expect(updatedAt).toBeInstanceOf(Date);
@@ -219,12 +231,41 @@ describe('JobsTableAdapter', () => {
     const { leaseUntil: _l, notBefore: _n, waiting: _w, errorCode: _c, reason: _r, ...plain } = saved!;
     const finalTask = await jobs.update(j, { ...plain, state: 'moved', recorded: true, finishedAt: new Date(0) });
     expect(finalTask).toBeDefined();
-    const after = await jobs.task(j, hubIdOf('a'));
+    const [after] = await jobs.tasksOf(j, [hubIdOf('a')]);
     expect(after).toMatchObject({ state: 'moved', recorded: true, finishedAt: new Date(0) });
     for (const field of ['leaseUntil', 'notBefore', 'waiting', 'errorCode', 'reason']) {
       expect(after).not.toHaveProperty(field);
     }
     expect(await jobs.update(job(key()), { ...after!, state: 'failed' })).toBeUndefined(); // no such task
+  });
+
+  it('reads the tasks of many hubs at once (more than one filter holds), leaving out hubs the job does not list', async () => {
+    const jobs = new JobsTableAdapter(table('jobs'));
+    const k = key();
+    const j = job(k);
+    const names = Array.from({ length: 40 }, (_, i) => `hub-${i}`);
+    const { tasks } = await jobs.open(j, names.map(hub));
+    // Another job of the key, and another key, with the same hubs: their tasks are not this job's.
+    await jobs.open(job(k, { targetVersion: 'v3' }), names.map(hub));
+    await jobs.open(job(key()), names.map(hub));
+    const claimed = await jobs.update(j, { ...tasks.find((t) => t.hubName === 'hub-20')!, step: 4 });
+
+    const wanted = [
+      ...names.slice(0, 33).map(hubIdOf), // three filters' worth (14 + 14 + 5)
+      hubIdOf('unknown'),
+      hubIdOf('hub-3'), // asked twice
+      hubIdOf('hub-39'),
+    ];
+    const read = await jobs.tasksOf(j, wanted);
+
+    expect(read.map((t) => t.hubName).sort()).toEqual([...names.slice(0, 33), 'hub-39'].sort());
+    expect(read.find((t) => t.hubName === 'hub-20')).toMatchObject({ step: 4, etag: claimed!.etag });
+    expect(read.every((t) => t.etag && t.state === 'pending' && t.from.length === 1)).toBe(true);
+    expect(await jobs.tasksOf(j, [hubIdOf('unknown')])).toEqual([]);
+    expect(await jobs.tasksOf(j, [])).toEqual([]);
+    expect(await jobs.tasksOf(job(k, { targetVersion: 'v9' }), names.map(hubIdOf))).toEqual([]);
+    // What it reads can be written back: the ETags are the rows' own.
+    expect(await jobs.update(j, { ...read.find((t) => t.hubName === 'hub-39')!, step: 1 })).toBeDefined();
   });
 
   it('gives usable ETags back for updates sent together in one transaction', async () => {
@@ -251,7 +292,8 @@ describe('JobsTableAdapter', () => {
     await jobs.update(newer, { ...tasks[0]!, state: 'updating' });
     await jobs.update(newer, { ...tasks[1]!, state: 'failed' });
     expect((await jobs.unfinished()).map((u) => u.targetVersion).sort()).toEqual(['v1', 'v2']);
-    await jobs.update(newer, { ...(await jobs.task(newer, tasks[0]!.hubId))!, state: 'moved' });
+    const [current] = await jobs.tasksOf(newer, [tasks[0]!.hubId]);
+    await jobs.update(newer, { ...current!, state: 'moved' });
     expect((await jobs.unfinished()).map((u) => u.targetVersion)).toEqual(['v1']);
   });
 });

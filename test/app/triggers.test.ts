@@ -5,13 +5,22 @@ import { hubStepsHandler } from '../../functions/hubSteps';
 import { hubStepsPoisonHandler } from '../../functions/hubStepsPoison';
 import { keyVaultEventsHandler } from '../../functions/keyVaultEvents';
 import { reconcileHandler } from '../../functions/reconcile';
+import { HUBS_PER_MESSAGE } from '../../src/application/hubSteps';
 import { UpstreamUnavailableError, ValidationError } from '../../src/domain/errors';
 import type { HubStepMessage } from '../../src/domain/ports';
 import { KEY, fakeRotator, hubId, keyVaultEvent } from '../fakes/rotator';
 import { invocation, stubRotator } from './helpers';
 
 const VERSION = 'c7254b6c8a5f4e0b9d1e2f3a4b5c6d7e';
-const MESSAGE: HubStepMessage = { key: KEY, targetVersion: VERSION, hubId: hubId('hub'), step: 3 };
+const MESSAGE: HubStepMessage = {
+  key: KEY,
+  targetVersion: VERSION,
+  hubs: [
+    { hubId: hubId('hub'), step: 3 },
+    { hubId: hubId('hub-2'), step: 0 },
+  ],
+};
+const hubAt = (step: number) => ({ hubId: hubId('hub'), step });
 
 async function validationError(work: Promise<unknown>): Promise<ValidationError> {
   const error = await work.then(
@@ -33,10 +42,28 @@ describe('hubSteps (queue trigger)', () => {
     expect(advanceHub).toHaveBeenCalledWith(MESSAGE, expect.objectContaining({ correlationId: context.invocationId }));
   });
 
+  it('hands a group of the most hubs a message may carry (100), and the queue’s ordinary group (32)', async () => {
+    const advanceHub = vi.fn(() => Promise.resolve());
+    const { context } = invocation('hubSteps');
+    for (const size of [100, HUBS_PER_MESSAGE]) {
+      const group = { ...MESSAGE, hubs: Array.from({ length: size }, (_, i) => ({ hubId: hubId(`h-${i}`), step: i })) };
+      await hubStepsHandler(() => stubRotator({ advanceHub }))(group, context);
+      expect(advanceHub).toHaveBeenLastCalledWith(group, expect.anything());
+    }
+  });
+
   it.each([
     ['not an object', 'hello', ['message']],
-    ['no step', { ...MESSAGE, step: undefined }, ['step']],
-    ['a negative step', { ...MESSAGE, step: -1 }, ['step']],
+    ['no step', { ...MESSAGE, hubs: [{ hubId: hubId('hub') }] }, ['hubs.0.step']],
+    ['a negative step', { ...MESSAGE, hubs: [hubAt(1), hubAt(-1)] }, ['hubs.1.step']],
+    ['no hubs', { ...MESSAGE, hubs: [] }, ['hubs']],
+    ['more than 100 hubs', { ...MESSAGE, hubs: Array.from({ length: 101 }, (_, i) => hubAt(i)) }, ['hubs']],
+    [
+      'a hub with an empty id and an unknown field',
+      { ...MESSAGE, hubs: [{ hubId: '', step: 1, x: 1 }] },
+      ['hubs.0', 'hubs.0.hubId'],
+    ],
+    ['the former one-hub shape', { key: KEY, targetVersion: VERSION, hubId: hubId('hub'), step: 3 }, ['hubs', '']],
     ['a vault that is not one', { ...MESSAGE, key: { vaultUrl: 'http://evil', name: 'hub-cmk' } }, ['key.vaultUrl']],
     ['a bad version and an unknown field', { ...MESSAGE, targetVersion: 'v-1', extra: 1 }, ['', 'targetVersion']],
   ])('rejects a message with %s (ValidationError naming the fields), calling nothing', async (_what, input, named) => {
@@ -68,25 +95,29 @@ describe('hubStepsPoison (queue trigger)', () => {
     });
   });
 
-  it('fails the hub a readable message names: recorded failed, with a HubKeyUpdateFailed outcome', async () => {
+  it('fails the hubs a readable message names: recorded failed, each with a HubKeyUpdateFailed outcome', async () => {
     const t = fakeRotator();
     const v1 = t.keyVault.addVersion(KEY);
     t.keyVault.addVersion(KEY);
-    const hub = t.hubs.add(hubId('hub'), v1.id);
+    const hubs = [t.hubs.add(hubId('hub'), v1.id), t.hubs.add(hubId('hub-2'), v1.id)];
     await t.rotator.sync(KEY, { dryRun: false }, t.invocation);
     const [message] = t.steps.takeDue();
+    expect(message?.hubs).toHaveLength(2);
     const { context } = invocation('hubStepsPoison');
 
     await hubStepsPoisonHandler(() => t.rotator)(JSON.parse(JSON.stringify(message)), context);
 
-    expect(t.jobs.taskOf(hub)).toMatchObject({ state: 'failed', recorded: true });
-    expect(t.outcomes.sent).toEqual([
-      expect.objectContaining({
-        type: 'CmkRotator.HubKeyUpdateFailed',
-        subject: hub,
-        data: expect.objectContaining({ correlationId: context.invocationId }),
-      }),
-    ]);
+    for (const hub of hubs) {
+      expect(t.jobs.taskOf(hub)).toMatchObject({ state: 'failed', recorded: true });
+      expect(t.outcomes.sent).toContainEqual(
+        expect.objectContaining({
+          type: 'CmkRotator.HubKeyUpdateFailed',
+          subject: hub,
+          data: expect.objectContaining({ correlationId: context.invocationId }),
+        }),
+      );
+    }
+    expect(t.outcomes.sent).toHaveLength(2);
   });
 });
 
@@ -102,7 +133,8 @@ describe('keyVaultEvents (Event Grid trigger) and reconcile (timer)', () => {
     expect(t.steps.sent).toBe(1);
     await expect(handler({ id: 'x', eventType: 'nonsense' } as never, context)).resolves.toBeUndefined();
 
-    vi.spyOn(t.hubs, 'listAll').mockRejectedValueOnce(new UpstreamUnavailableError('ARM'));
+    // A repeat of the event joins the planned job without listing hubs: Key Vault is what fails here.
+    vi.spyOn(t.keyVault, 'getVersion').mockRejectedValueOnce(new UpstreamUnavailableError('Key Vault'));
     await expect(handler(keyVaultEvent('KeyNewVersionCreated', v2.id) as never, context)).rejects.toBeInstanceOf(
       UpstreamUnavailableError,
     );

@@ -162,6 +162,8 @@ export class FakeHubs implements HubRepository {
   retryAfterMs: number | undefined = 10_000;
   /** Every look at an operation: which hub's, and when (fake clock, epoch ms). */
   readonly looks: { hubId: string; at: number }[] = [];
+  /** Calls of listAll (each a listing of every subscription's hubs). */
+  listings = 0;
   private etags = 0;
 
   constructor(private readonly clock: { now(): Date }) {}
@@ -179,6 +181,7 @@ export class FakeHubs implements HubRepository {
 
   listAll(): Promise<HubDocument[]> {
     this.settle();
+    this.listings++;
     return Promise.resolve([...this.hubs.keys()].map((id) => this.doc(id)));
   }
 
@@ -392,7 +395,6 @@ export class FakeJobs implements JobStore {
     );
   }
 
-
   update(job: RotationJob, task: HubTask): Promise<HubTask | undefined> {
     const tasks = this.jobs.get(this.id(job.key, job.targetVersion))?.tasks;
     const stored = tasks?.get(task.hubId);
@@ -443,7 +445,7 @@ export class FakeStepQueue implements StepQueue {
     const receipts: StepReceipt[] = [];
     for (const message of messages) {
       const id = `m${++this.ids}`;
-      this.messages.push({ id, message: { ...message }, visibleAt });
+      this.messages.push({ id, message: structuredClone(message), visibleAt });
       receipts.push({ messageId: id, popReceipt: id });
     }
     this.sent += messages.length;
@@ -453,7 +455,7 @@ export class FakeStepQueue implements StepQueue {
   reschedule(receipt: StepReceipt, message: HubStepMessage, delayMs: number): Promise<boolean> {
     const queued = this.messages.find((m) => m.id === receipt.messageId);
     if (!queued) return Promise.resolve(false);
-    Object.assign(queued, { message: { ...message }, visibleAt: this.clock.now().getTime() + delayMs });
+    Object.assign(queued, { message: structuredClone(message), visibleAt: this.clock.now().getTime() + delayMs });
     return Promise.resolve(true);
   }
 
@@ -468,6 +470,11 @@ export class FakeStepQueue implements StepQueue {
     const due = this.messages.filter((m) => m.visibleAt <= now);
     this.messages = this.messages.filter((m) => m.visibleAt > now);
     return due.map((m) => m.message);
+  }
+
+  /** Every hub of every queued message, with its message's id and when that message becomes visible. */
+  queuedHubs(): { id: string; hubId: string; step: number; visibleAt: number }[] {
+    return this.messages.flatMap((m) => m.message.hubs.map((h) => ({ id: m.id, ...h, visibleAt: m.visibleAt })));
   }
 
   nextVisibleAt(): number | undefined {

@@ -34,7 +34,7 @@ describe('a Key Vault event', () => {
     expect(created.keyOps).toEqual(expect.arrayContaining(['wrapKey', 'unwrapKey']));
     expect(created.tags).toMatchObject({ owner: 'sec', [ROTATED_FROM_TAG]: v1.version });
     expect(created.expiresOn).toEqual(new Date('2026-07-31T00:00:00Z')); // the policy's P60D from now
-    // Planned, not done: nothing written to a hub yet, one message per hub.
+    // Planned, not done: nothing written to a hub yet, one message for both hubs.
     expect(report).toMatchObject({ status: 'in-progress', createdVersion: created.id, targetVersion: created.id });
     expect(report.jobId).toBe(`contoso.vault.azure.net~hub-cmk~${created.version}`);
     expect(report.hubs.map((h) => [h.hubName, h.result, h.to])).toEqual(
@@ -45,7 +45,9 @@ describe('a Key Vault event', () => {
     );
     expect(report.hubs).toHaveLength(2);
     expect(t.hubs.puts).toHaveLength(0);
-    expect(t.steps.messages.map((m) => [m.message.hubId, m.message.step]).sort()).toEqual([
+    expect(t.steps.messages).toHaveLength(1);
+    expect(t.steps.messages[0]!.message).toMatchObject({ key: KEY, targetVersion: created.version });
+    expect(t.steps.messages[0]!.message.hubs.map((h) => [h.hubId, h.step]).sort()).toEqual([
       [h1, 0],
       [h2, 0],
     ]);
@@ -79,7 +81,7 @@ describe('a Key Vault event', () => {
     const v1 = t.keyVault.addVersion(KEY, nearExpiry);
     t.hubs.add(hubId('hub-1'), v1.id);
     const event = keyVaultEvent('KeyNearExpiry', v1.id);
-    await t.rotator.handleEvent(event, t.invocation);
+    const first = await t.rotator.handleEvent(event, t.invocation);
     await t.drain();
     const sent = t.steps.sent;
 
@@ -89,9 +91,10 @@ describe('a Key Vault event', () => {
     expect(t.steps.sent).toBe(sent);
     await t.drain();
     expect(t.hubs.puts).toHaveLength(1);
-    expect(again.hubs.map((h) => h.result)).toEqual(['moved']);
-    expect(again.status).toBe('succeeded');
-    expect(again.decision).toMatch(/newer version .* already exists/);
+    // The move is planned: the repeat is answered at once, pointing at the job (which says how the hubs stand).
+    expect(again).toMatchObject({ status: 'in-progress', jobId: first.jobId, hubs: [] });
+    expect(again.decision).toMatch(/newer version .* already exists; the move to .* is already planned/);
+    expect((await t.rotator.job(first.jobId!)).progress).toMatchObject({ moved: 1 });
   });
 
   it('a duplicate delivery while the hubs move joins the job: still one version and one accepted PUT per hub', async () => {
@@ -100,11 +103,14 @@ describe('a Key Vault event', () => {
     const hubs = [t.hubs.add(hubId('a'), v1.id), t.hubs.add(hubId('b'), v1.id)];
     const event = keyVaultEvent('KeyNearExpiry', v1.id);
     const first = await t.rotator.handleEvent(event, t.invocation);
-    await t.drain({ maxMessages: 2 }); // both PUTs sent, the updates run
+    await t.drain({ maxMessages: 1 }); // both PUTs sent (one message), the updates run
+    expect(hubs.map((h) => t.hubs.acceptedPuts(h))).toEqual([1, 1]);
+    const listings = t.hubs.listings;
     const second = await t.rotator.handleEvent(event, t.invocation);
 
-    expect(second.jobId).toBe(first.jobId);
-    expect(second.hubs.map((h) => h.result)).toEqual(['in-flight', 'in-flight']);
+    expect(second).toMatchObject({ jobId: first.jobId, status: 'in-progress', hubs: [] });
+    expect(t.hubs.listings).toBe(listings);
+    expect((await t.rotator.job(first.jobId!)).progress).toMatchObject({ 'in-flight': 2 });
     await t.drain();
     expect(t.keyVault.created).toHaveLength(1);
     for (const hub of hubs) {
@@ -196,17 +202,21 @@ describe('a Key Vault event', () => {
     const t = fakeRotator();
     const never = t.keyVault.addVersion(KEY);
     const far = t.keyVault.addVersion(KEY, { expiresOn: new Date(NOW + 200 * DAY) });
-    t.hubs.add(hubId('hub'), far.id);
-    for (const event of [
-      keyVaultEvent('KeyNearExpiry', far.id),
-      keyVaultEvent('KeyExpired', far.id),
-      keyVaultEvent('KeyNearExpiry', never.id),
-    ]) {
+    const hub = t.hubs.add(hubId('hub'), far.id);
+    for (const event of [keyVaultEvent('KeyNearExpiry', far.id), keyVaultEvent('KeyExpired', far.id)]) {
       expect((await t.rotator.handleEvent(event, t.invocation)).status).toBe('ignored');
     }
     expect(t.keyVault.created).toHaveLength(0);
     expect(t.steps.sent).toBe(0);
-    expect(t.audit.records.map((r) => r.result)).toEqual(['ignored', 'ignored', 'ignored']);
+    expect(t.audit.records.map((r) => r.result)).toEqual(['ignored', 'ignored']);
+    // One for a version older than a live one (which never expires: Key Vault raised nothing) only propagates the
+    // live one: nothing is created, and the hub, already on it, is not written.
+    const stale = await t.rotator.handleEvent(keyVaultEvent('KeyNearExpiry', never.id), t.invocation);
+    expect(stale).toMatchObject({ targetVersion: far.id, decision: expect.stringMatching(/newer version/) });
+    await t.drain();
+    expect(t.keyVault.created).toHaveLength(0);
+    expect(t.hubs.puts).toHaveLength(0);
+    expect(t.jobs.taskOf(hub)?.state).toBe('already-current');
     // Inside the rotation policy's notify window, the same event is due.
     t.keyVault.policies.set(`${VAULT}/keys/hub-cmk`, { notifyBeforeExpiry: 'P200D' });
     await t.rotator.handleEvent(keyVaultEvent('KeyNearExpiry', far.id), t.invocation);
@@ -285,7 +295,7 @@ describe('a Key Vault event', () => {
     expect(t.outcomes.sent).toHaveLength(0);
   });
 
-  it('a redelivered event finishes what is open but does not restart a failed hub (operators and the reconciler do)', async () => {
+  it('a redelivered event joins the planned job and does not restart a failed hub (operators and the reconciler do)', async () => {
     const t = fakeRotator();
     const v1 = t.keyVault.addVersion(KEY);
     const v2 = t.keyVault.addVersion(KEY);
@@ -301,9 +311,111 @@ describe('a Key Vault event', () => {
     const again = await t.rotator.handleEvent(event, t.invocation);
     await t.drain();
 
-    expect(again.hubs).toEqual([expect.objectContaining({ hubId: bad, result: 'failed' })]);
-    expect(again.status).toBe('failed');
+    expect(again).toMatchObject({ status: 'in-progress', hubs: [] });
+    expect((await t.rotator.job(again.jobId!)).hubs).toEqual([
+      expect.objectContaining({ hubId: bad, result: 'failed' }),
+    ]);
     expect(t.hubs.puts).toHaveLength(puts);
     expect(t.hubs.keyOf(bad)).toBe(v1.id);
+  });
+});
+
+describe('planning', () => {
+  it('a repeated event for a planned move is answered at once, listing no hub; an operator’s sync still plans in full', async () => {
+    const t = fakeRotator();
+    const v1 = t.keyVault.addVersion(KEY);
+    const v2 = t.keyVault.addVersion(KEY);
+    const hub = t.hubs.add(hubId('hub'), v1.id);
+    const event = keyVaultEvent('KeyNewVersionCreated', v2.id);
+    const first = await t.rotator.handleEvent(event, t.invocation);
+    expect(first).toMatchObject({ status: 'in-progress', jobId: expect.any(String) });
+    expect(t.hubs.listings).toBe(1);
+    expect(await t.jobs.find(KEY, v2.version)).toMatchObject({ planned: true });
+    const late = t.hubs.add(hubId('late'), v1.id); // uses the key since the plan
+    const sent = t.steps.sent;
+
+    for (const again of [event, { ...event, id: 'evt-second' }]) {
+      const report = await t.rotator.handleEvent(again, t.invocation);
+      expect(report).toMatchObject({
+        status: 'in-progress',
+        jobId: first.jobId,
+        targetVersion: v2.id,
+        dryRun: false,
+        hubs: [],
+        correlationId: t.invocation.correlationId,
+      });
+      expect(report.decision).toMatch(/already planned/);
+    }
+    expect(t.hubs.listings).toBe(1);
+    expect(t.steps.sent).toBe(sent);
+    expect(t.jobs.taskOf(late)).toBeUndefined();
+    const joined = t.log.lines.filter((l) => l.event === 'job.joined');
+    expect(joined).toHaveLength(2);
+    expect(joined[0]!.fields).toMatchObject({ jobId: first.jobId, version: v2.version });
+
+    const sync = await t.rotator.sync(KEY, { dryRun: false }, t.invocation);
+    expect(t.hubs.listings).toBe(2);
+    expect(sync.jobId).toBe(first.jobId);
+    expect(Object.fromEntries(sync.hubs.map((h) => [h.hubId, h.result]))).toEqual({
+      [hub]: 'queued',
+      [late]: 'queued',
+    });
+    expect(t.steps.queuedHubs().map((h) => h.hubId)).toEqual([hub, late]); // the hub's own step, and the late one’s
+    await t.drain();
+    for (const h of [hub, late]) {
+      expect(t.hubs.keyOf(h)).toBe(v2.id);
+      expect(t.hubs.acceptedPuts(h)).toBe(1);
+    }
+  });
+
+  it('a redelivery of an event whose planning was cut short (the job never marked planned) plans in full', async () => {
+    const t = fakeRotator();
+    const v1 = t.keyVault.addVersion(KEY);
+    const v2 = t.keyVault.addVersion(KEY);
+    const hub = t.hubs.add(hubId('hub'), v1.id);
+    const event = keyVaultEvent('KeyNewVersionCreated', v2.id);
+    vi.spyOn(t.jobs, 'markPlanned').mockRejectedValueOnce(new UpstreamUnavailableError('the jobs table'));
+    await expect(t.rotator.handleEvent(event, t.invocation)).rejects.toBeInstanceOf(UpstreamUnavailableError);
+    expect((await t.jobs.find(KEY, v2.version))?.planned).toBeUndefined();
+
+    const again = await t.rotator.handleEvent(event, t.invocation);
+
+    expect(t.hubs.listings).toBe(2);
+    expect(again).toMatchObject({
+      status: 'in-progress',
+      hubs: [expect.objectContaining({ hubId: hub, result: 'queued' })],
+    });
+    expect(t.steps.sent).toBe(1); // the first delivery queued the hub's step
+    expect(await t.jobs.find(KEY, v2.version)).toMatchObject({ planned: true });
+    await t.drain();
+    expect(t.hubs.keyOf(hub)).toBe(v2.id);
+    expect(t.hubs.acceptedPuts(hub)).toBe(1);
+  });
+
+  it('opens no job for a key no hub uses: an event, a sync or a rotation answers succeeded without a job id', async () => {
+    const t = fakeRotator();
+    t.keyVault.addVersion(KEY);
+    const v2 = t.keyVault.addVersion(KEY);
+    const other = t.hubs.add(hubId('other'), `${VAULT}/keys/other-cmk/abc`);
+
+    const reports = [
+      await t.rotator.handleEvent(keyVaultEvent('KeyNewVersionCreated', v2.id), t.invocation),
+      await t.rotator.handleEvent(keyVaultEvent('KeyNewVersionCreated', v2.id), t.invocation),
+      await t.rotator.sync(KEY, { dryRun: false }, t.invocation),
+      await t.rotator.rotate(KEY, { dryRun: false }, t.invocation),
+    ];
+
+    for (const report of reports) {
+      expect(report).toMatchObject({ status: 'succeeded', hubs: [], dryRun: false });
+      expect(report).not.toHaveProperty('jobId');
+    }
+    expect(reports[0]!.targetVersion).toBe(v2.id);
+    expect(t.keyVault.created).toHaveLength(1); // the operator asked for a version: it is made, moving no hub
+    expect(reports[3]!.createdVersion).toBe(t.keyVault.created[0]!.id);
+    expect(t.jobs.jobs.size).toBe(0);
+    expect(t.steps.sent).toBe(0);
+    expect(t.hubs.listings).toBe(4); // with no job to join, each looks for hubs again
+    expect(t.hubs.puts).toHaveLength(0);
+    expect(t.hubs.keyOf(other)).toBe(`${VAULT}/keys/other-cmk/abc`);
   });
 });

@@ -2,7 +2,7 @@
 // crashed, and messages the host gave up on (poison queue).
 import { describe, expect, it, vi } from 'vitest';
 import type { Rotator } from '../../src/application';
-import { UpstreamUnavailableError } from '../../src/domain/errors';
+import { ThrottledError, UpstreamUnavailableError } from '../../src/domain/errors';
 import type { HubDocument, HubStepMessage } from '../../src/domain/ports';
 import { transientHubFault } from '../fakes';
 import { KEY, fakeRotator, hubId, settle } from '../fakes/rotator';
@@ -58,19 +58,40 @@ describe('an instance that dies mid-step', () => {
     void a.advanceHub(first!, t.invocation);
     await settle();
     expect(t.jobs.taskOf(hubs[0]!)).toMatchObject({ state: 'pending', step: 1, leaseUntil: new Date(START + LEASE) });
-    expect(t.steps.messages).toEqual([
-      expect.objectContaining({ message: { ...first, step: 1 }, visibleAt: START + LEASE }),
-    ]);
+    const watchdog = { ...first!, hubs: [{ hubId: hubs[0]!, step: 1 }] };
+    expect(t.steps.messages).toEqual([expect.objectContaining({ message: watchdog, visibleAt: START + LEASE })]);
 
     // The watchdog delivered early (a redelivery) does nothing while the lease is live.
     t.clock.advance(LEASE - 1_000);
-    await b.advanceHub({ ...first!, step: 1 }, t.invocation);
+    await b.advanceHub(watchdog, t.invocation);
     expect(getTimes).toEqual([0]);
 
     await t.steps.drain(t.worker(b));
     expect(getTimes[1]).toBe(LEASE);
     expect(t.hubs.keyOf(hubs[0]!)).toBe(v2.id);
     expect(t.hubs.acceptedPuts(hubs[0]!)).toBe(1);
+    expect(t.jobs.taskOf(hubs[0]!)).toMatchObject({ state: 'moved', recorded: true });
+  });
+
+  it('its watchdog is not due before the lease it watches ends, though the queue takes a moment to answer', async () => {
+    const { t, v2, hubs, a, b } = await planned(['hub']);
+    const realSend = t.steps.send.bind(t.steps);
+    vi.spyOn(t.steps, 'send').mockImplementation(async (messages, delayMs) => {
+      const receipts = await realSend(messages, delayMs);
+      t.clock.advance(50); // the queue's answer takes 50 ms
+      return receipts;
+    });
+    vi.spyOn(t.hubs, 'get').mockImplementationOnce(() => never());
+    const [first] = t.steps.takeDue();
+    void a.advanceHub(first!, t.invocation);
+    await settle();
+    const { leaseUntil } = t.jobs.taskOf(hubs[0]!)!;
+    // Delivered as soon as it is visible, a watchdog due before the lease ends would find the step taken, and go.
+    expect(t.steps.messages).toHaveLength(1);
+    expect(t.steps.messages[0]!.visibleAt).toBeGreaterThanOrEqual(leaseUntil!.getTime());
+
+    await t.steps.drain(t.worker(b));
+    expect(t.hubs.keyOf(hubs[0]!)).toBe(v2.id);
     expect(t.jobs.taskOf(hubs[0]!)).toMatchObject({ state: 'moved', recorded: true });
   });
 
@@ -137,6 +158,73 @@ describe('an instance that dies mid-step', () => {
   });
 });
 
+describe('an instance that dies mid-group', () => {
+  it('one lease later the watchdog takes over every hub of the group, the hung one included', async () => {
+    const { t, v2, hubs, a, b } = await planned(['h0', 'h1', 'h2']);
+    const [first] = t.steps.takeDue();
+    const realGet = t.hubs.get.bind(t.hubs);
+    const getTimes: number[] = [];
+    vi.spyOn(t.hubs, 'get').mockImplementation((id) => {
+      if (id !== hubs[1]) return realGet(id);
+      getTimes.push(since(t));
+      return getTimes.length === 1 ? never<HubDocument>() : realGet(id);
+    });
+    void a.advanceHub(first!, t.invocation);
+    await settle();
+    // The other two hubs' PUTs went in; the group's end (bringing the watchdog forward) is never reached.
+    expect(t.hubs.acceptedPuts(hubs[0]!) + t.hubs.acceptedPuts(hubs[2]!)).toBe(2);
+    expect(t.steps.messages).toEqual([
+      expect.objectContaining({
+        message: { ...first!, hubs: hubs.map((hubId) => ({ hubId, step: 1 })) },
+        visibleAt: START + LEASE,
+      }),
+    ]);
+
+    await t.steps.drain(t.worker(b));
+
+    expect(getTimes.slice(0, 2)).toEqual([0, LEASE]); // its read again (then its verification)
+    for (const hub of hubs) {
+      expect(t.hubs.acceptedPuts(hub)).toBe(1);
+      expect(t.hubs.keyOf(hub)).toBe(v2.id);
+      expect(t.jobs.taskOf(hub)).toMatchObject({ state: 'moved', recorded: true });
+    }
+  });
+
+  it('a queue failure while sending the other groups leaves no hub without a message (the host retries the group)', async () => {
+    const { t, v2, hubs, a, b } = await planned(['a1', 'a2', 'throttled']);
+    let throttled = 0;
+    t.hubs.faults.push((hub) =>
+      hub.id === hubs[2] && throttled++ === 0 ? new ThrottledError('429', 45_000) : undefined,
+    );
+    const realSend = t.steps.send.bind(t.steps);
+    let failed = false;
+    vi.spyOn(t.steps, 'send').mockImplementation((messages, delayMs) => {
+      if (failed || delayMs !== 45_000) return realSend(messages, delayMs);
+      failed = true;
+      return Promise.reject(new UpstreamUnavailableError('the hub step queue'));
+    });
+    const [first] = t.steps.takeDue();
+
+    await expect(a.advanceHub(first!, t.invocation)).rejects.toBeInstanceOf(UpstreamUnavailableError);
+    expect(failed).toBe(true);
+    // The host makes the message visible again: every hub of it has moved on to step 1, so it does nothing.
+    await b.advanceHub(first!, t.invocation);
+    // Every hub still has a message that will take its next step (at the latest when the lease ends).
+    expect(
+      t.steps
+        .queuedHubs()
+        .map((h) => h.hubId)
+        .sort(),
+    ).toEqual([...hubs].sort());
+
+    await t.steps.drain(t.worker(b));
+    for (const hub of hubs) {
+      expect(t.jobs.taskOf(hub)).toMatchObject({ state: 'moved', recorded: true });
+      expect(t.hubs.keyOf(hub)).toBe(v2.id);
+    }
+  });
+});
+
 describe('recording a final state', () => {
   it('a crash after the audit record but before the outcome: recorded exactly once later, same ids', async () => {
     const { t, v2, hubs, a, b } = await planned(['hub']);
@@ -158,7 +246,7 @@ describe('recording a final state', () => {
     expect(t.jobs.taskOf(hubs[0]!)?.recorded).toBe(true);
     // Once recorded, any further message for the task is a no-op.
     for (const step of [0, finished.step]) {
-      await b.advanceHub({ key: KEY, targetVersion: v2.version, hubId: hubs[0]!, step }, t.invocation);
+      await b.advanceHub({ key: KEY, targetVersion: v2.version, hubs: [{ hubId: hubs[0]!, step }] }, t.invocation);
     }
     expect(publish).toHaveBeenCalledTimes(2);
     expect(t.audit.appends).toBe(2);
@@ -202,13 +290,49 @@ describe('a message the host gave up on (poison queue)', () => {
     t.hubs.faults.push(transientHubFault(hubs[0]!));
     await t.drain({ maxMessages: 1 });
     const retrying = t.jobs.taskOf(hubs[0]!)!;
-    const message = { key: KEY, targetVersion: v2.version, hubId: hubs[0]!, step: retrying.step };
+    const message = { key: KEY, targetVersion: v2.version, hubs: [{ hubId: hubs[0]!, step: retrying.step }] };
     await t.rotator.failPoisonedStep(message, t.invocation);
     const task = t.jobs.taskOf(hubs[0]!)!;
     expect(task).toMatchObject({ state: 'failed', errorCode: 'UPSTREAM_UNAVAILABLE' });
     expect(task.reason).toMatch(/poison queue \(last: hub .* is unavailable/);
     await t.drain();
     expect(t.hubs.puts).toHaveLength(1);
+  });
+
+  it('fails each hub of a group still at the message’s step and not final; leaves the others', async () => {
+    const { t, v2, hubs } = await planned(['stuck-1', 'stuck-2', 'moved-on', 'done']);
+    const [stuck1, stuck2, movedOn, done] = hubs as [string, string, string, string];
+    const [message] = t.steps.takeDue();
+    const job = (await t.jobs.find(KEY, v2.version))!;
+    await t.jobs.update(job, { ...t.jobs.taskOf(movedOn)!, step: 1, state: 'updating' });
+    await t.jobs.update(job, { ...t.jobs.taskOf(done)!, state: 'moved', recorded: true, finishedAt: new Date(START) });
+    const poisoned = { ...message!, hubs: [...message!.hubs, { hubId: hubId('unknown'), step: 0 }] };
+
+    await t.rotator.failPoisonedStep(poisoned, t.invocation);
+
+    for (const hub of [stuck1, stuck2]) {
+      expect(t.jobs.taskOf(hub)).toMatchObject({ state: 'failed', errorCode: 'INTERNAL', recorded: true, step: 1 });
+      expect(t.jobs.taskOf(hub)?.reason).toMatch(/poison queue/);
+    }
+    expect(t.jobs.taskOf(movedOn)).toMatchObject({ state: 'updating', step: 1 });
+    expect(t.jobs.taskOf(done)).toMatchObject({ state: 'moved', step: 0 });
+    expect(t.audit.records.map((r) => [r.hubId, r.result]).sort()).toEqual([
+      [stuck1, 'failed'],
+      [stuck2, 'failed'],
+    ]);
+    expect(t.outcomes.sent.map((o) => [o.type, o.subject]).sort()).toEqual([
+      ['CmkRotator.HubKeyUpdateFailed', stuck1],
+      ['CmkRotator.HubKeyUpdateFailed', stuck2],
+    ]);
+    const ignored = () => t.log.lines.filter((l) => l.event === 'step.poison-ignored').map((l) => l.fields.hub);
+    expect(ignored().sort()).toEqual([movedOn, done, hubId('unknown')].sort());
+
+    // The same message again, or for a job the ledger does not know: nothing more.
+    await t.rotator.failPoisonedStep(poisoned, t.invocation);
+    await t.rotator.failPoisonedStep({ ...poisoned, targetVersion: 'f'.repeat(32) }, t.invocation);
+    expect(t.audit.records).toHaveLength(2);
+    expect(t.outcomes.sent).toHaveLength(2);
+    expect(ignored()).toHaveLength(3 + 5 + 5);
   });
 
   it('does nothing for a task that moved on: a later step, or a final state', async () => {
@@ -221,7 +345,7 @@ describe('a message the host gave up on (poison queue)', () => {
     expect(t.jobs.taskOf(hubs[0]!)?.state).toBe('moved');
     const step = t.jobs.taskOf(hubs[0]!)!.step;
 
-    await t.rotator.failPoisonedStep({ ...message!, step }, t.invocation);
+    await t.rotator.failPoisonedStep({ ...message!, hubs: [{ hubId: hubs[0]!, step }] }, t.invocation);
 
     expect(t.jobs.taskOf(hubs[0]!)?.state).toBe('moved');
     expect(t.hubs.keyOf(hubs[0]!)).toBe(v2.id);

@@ -1,9 +1,10 @@
 // One hub's move, a step per queue message: read and PUT, a look at the running update per message (delayed by
 // ARM's Retry-After), verify. Failures: 412, permanent, transient (backoff, then failed), throttling (wait, no attempt).
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import type { RotationSettings } from '../../src/application';
+import { HUBS_PER_MESSAGE } from '../../src/application/hubSteps';
 import { ThrottledError, UpstreamUnavailableError } from '../../src/domain/errors';
-import type { JsonObject } from '../../src/domain/ports';
+import type { HubTask, JsonObject } from '../../src/domain/ports';
 import { permanentHubFault, transientHubFault } from '../fakes';
 import { KEY, fakeRotator, hubId } from '../fakes/rotator';
 import type { FakeRotator } from '../fakes/rotator';
@@ -11,7 +12,7 @@ import type { FakeRotator } from '../fakes/rotator';
 const START = new Date('2026-06-01T00:00:00Z').getTime();
 const since = (t: FakeRotator) => t.clock.now().getTime() - START;
 
-/** v1 and v2 of the key, the named hubs on v1, and a sync planned (one step message per hub). */
+/** v1 and v2 of the key, the named hubs on v1, and a sync planned (one step message per 32 hubs). */
 async function planned(names: string[], settings: Partial<RotationSettings> = {}) {
   const t = fakeRotator(settings);
   const v1 = t.keyVault.addVersion(KEY);
@@ -232,7 +233,10 @@ describe('throttling and waits', () => {
     t.clock.advance(10_000);
     const gets = t.hubs.gets.length;
 
-    await t.rotator.advanceHub({ key: KEY, targetVersion: v2.version, hubId: hubs[0]!, step: task.step }, t.invocation);
+    await t.rotator.advanceHub(
+      { key: KEY, targetVersion: v2.version, hubs: [{ hubId: hubs[0]!, step: task.step }] },
+      t.invocation,
+    );
 
     expect(t.hubs.gets).toHaveLength(gets);
     expect(t.jobs.taskOf(hubs[0]!)?.etag).toBe(task.etag);
@@ -265,12 +269,210 @@ describe('step messages that must do nothing', () => {
     const calls = t.hubs.gets.length + t.hubs.puts.length + t.hubs.looks.length;
     const writes = t.jobs.writes.length;
 
-    await t.rotator.advanceHub({ key: KEY, targetVersion: v2.version, hubId: hubs[0]!, step: 0 }, t.invocation);
-    await t.rotator.advanceHub({ key: KEY, targetVersion: 'f'.repeat(32), hubId: hubs[0]!, step: 0 }, t.invocation);
+    await t.rotator.advanceHub(
+      { key: KEY, targetVersion: v2.version, hubs: [{ hubId: hubs[0]!, step: 0 }] },
+      t.invocation,
+    );
+    await t.rotator.advanceHub(
+      { key: KEY, targetVersion: 'f'.repeat(32), hubs: [{ hubId: hubs[0]!, step: 0 }] },
+      t.invocation,
+    );
 
     expect(t.hubs.gets.length + t.hubs.puts.length + t.hubs.looks.length).toBe(calls);
     expect(t.jobs.writes).toHaveLength(writes);
     expect(t.jobs.taskOf(hubs[0]!)?.etag).toBe(task.etag);
     expect(t.log.lines.map((l) => l.event)).toEqual(expect.arrayContaining(['step.skipped', 'step.orphaned']));
+  });
+});
+
+/** Sets fields of a hub's task in the ledger, as an earlier step (or another instance) would have. */
+async function setTask(t: FakeRotator, targetVersion: string, hub: string, changes: Partial<HubTask>) {
+  const job = (await t.jobs.find(KEY, targetVersion))!;
+  const saved = await t.jobs.update(job, { ...t.jobs.taskOf(hub)!, ...changes });
+  expect(saved).toBeDefined();
+  return saved!;
+}
+
+/** The queued messages as [ms from `from` until visible, hub ids (sorted), steps], soonest first. */
+const queued = (t: FakeRotator, from = START) =>
+  t.steps.messages
+    .map((m) => [m.visibleAt - from, m.message.hubs.map((h) => h.hubId).sort(), m.message.hubs.map((h) => h.step)])
+    .sort((x, y) => (x[0] as number) - (y[0] as number));
+
+describe('grouped step messages', () => {
+  it('reads a group’s tasks at once; runs the due hubs, puts early ones back by delay, leaves old steps and records a final one once', async () => {
+    const { t, v2, hubs } = await planned(['due-1', 'due-2', 'early-1', 'early-2', 'earlier', 'old', 'final']);
+    const [due1, due2, early1, early2, earlier, old, final] = hubs as [
+      string,
+      string,
+      string,
+      string,
+      string,
+      string,
+      string,
+    ];
+    const [planned7] = t.steps.takeDue();
+    expect(planned7!.hubs).toEqual(hubs.map((hubId) => ({ hubId, step: 0 })));
+    await setTask(t, v2.version, early1, { waiting: 'throttled', notBefore: new Date(START + 45_000) });
+    await setTask(t, v2.version, early2, { waiting: 'throttled', notBefore: new Date(START + 44_200) }); // same second
+    await setTask(t, v2.version, earlier, { waiting: 'backoff', notBefore: new Date(START + 10_500) });
+    const oldTask = await setTask(t, v2.version, old, { step: 2 });
+    const finishedAt = new Date(START - 5_000);
+    await setTask(t, v2.version, final, { state: 'moved', step: 3, finishedAt, recorded: false, durationMs: 42 });
+    const message = { ...planned7!, hubs: [...planned7!.hubs, { hubId: hubId('unknown'), step: 0 }] };
+    const reads = vi.spyOn(t.jobs, 'tasksOf');
+
+    await t.rotator.advanceHub(message, t.invocation);
+
+    expect(reads).toHaveBeenCalledTimes(1);
+    expect(reads.mock.calls[0]![1]).toEqual(message.hubs.map((h) => h.hubId));
+    // The due hubs ran (read and PUT); their look is due after ARM's Retry-After, in one message.
+    expect(t.hubs.puts.map((p) => p.hubId).sort()).toEqual([due1, due2].sort());
+    for (const hub of [due1, due2]) expect(t.jobs.taskOf(hub)).toMatchObject({ state: 'updating', step: 1 });
+    // The early ones went back unchanged, grouped by the whole second their wait ends in.
+    expect(queued(t)).toEqual([
+      [10_000, [due1, due2].sort(), [1, 1]],
+      [11_000, [earlier], [0]],
+      [45_000, [early1, early2].sort(), [0, 0]],
+    ]);
+    for (const hub of [early1, early2, earlier])
+      expect(t.jobs.taskOf(hub)).toMatchObject({ state: 'pending', step: 0 });
+    // The old step changed nothing; the unknown hub is reported.
+    expect(t.jobs.taskOf(old)?.etag).toBe(oldTask.etag);
+    expect(t.log.lines).toContainEqual(
+      expect.objectContaining({ event: 'step.skipped', fields: expect.objectContaining({ hub: old, step: 0 }) }),
+    );
+    expect(t.log.lines).toContainEqual(
+      expect.objectContaining({ event: 'step.orphaned', fields: expect.objectContaining({ hub: hubId('unknown') }) }),
+    );
+    // The final hub was recorded (audit and outcome at its finishing time), once.
+    expect(t.audit.records).toEqual([
+      expect.objectContaining({ hubId: final, result: 'moved', time: finishedAt, durationMs: 42 }),
+    ]);
+    expect(t.outcomes.sent).toEqual([expect.objectContaining({ type: 'CmkRotator.HubKeyUpdated', subject: final })]);
+    expect(t.jobs.taskOf(final)).toMatchObject({ recorded: true, step: 3 });
+
+    // The same message again (at-least-once delivery): no second record, no second PUT.
+    const appends = t.audit.appends;
+    await t.rotator.advanceHub(message, t.invocation);
+    expect(t.audit.appends).toBe(appends);
+    expect(t.outcomes.sent).toHaveLength(1);
+    expect(t.hubs.puts).toHaveLength(2);
+
+    await t.drain();
+    for (const hub of [due1, due2, early1, early2, earlier]) {
+      expect(t.jobs.taskOf(hub)).toMatchObject({ state: 'moved', recorded: true });
+      expect(t.hubs.acceptedPuts(hub)).toBe(1);
+    }
+    expect(t.audit.records.filter((r) => r.hubId === final)).toHaveLength(1);
+  });
+
+  it('sends hubs whose next steps fall due at different times in separate messages; the largest group reuses the watchdog', async () => {
+    const { t, v2, hubs } = await planned(['a', 'b', 'c', 'throttled-1', 'throttled-2', 'flaky', 'bad']);
+    const [a, b, c, throttled1, throttled2, flaky, bad] = hubs as [
+      string,
+      string,
+      string,
+      string,
+      string,
+      string,
+      string,
+    ];
+    const throttledOnce = new Set([throttled1, throttled2]);
+    t.hubs.faults.push(
+      (hub) => (throttledOnce.delete(hub.id) ? new ThrottledError('429', 45_000) : undefined),
+      transientHubFault(flaky, 1),
+      permanentHubFault(bad),
+    );
+    const [message] = t.steps.takeDue();
+    const send = vi.spyOn(t.steps, 'send');
+    const reschedule = vi.spyOn(t.steps, 'reschedule');
+    const cancel = vi.spyOn(t.steps, 'cancel');
+
+    await t.rotator.advanceHub(message!, t.invocation);
+
+    // First (before any step): one watchdog for every due hub, each at its next step, due when the lease ends.
+    expect(send.mock.calls[0]).toEqual([
+      [{ key: KEY, targetVersion: v2.version, hubs: hubs.map((hubId) => ({ hubId, step: 1 })) }],
+      60_000,
+    ]);
+    const [watchdog] = await send.mock.results[0]!.value;
+    // Then the watchdog became the largest group's message; the two others were sent.
+    expect(reschedule).toHaveBeenCalledTimes(1);
+    expect(reschedule.mock.calls[0]![0]).toEqual(watchdog);
+    expect(reschedule.mock.calls[0]![1].hubs.map((h) => h.hubId).sort()).toEqual([a, b, c].sort());
+    expect(reschedule.mock.calls[0]![2]).toBe(10_000);
+    expect(send).toHaveBeenCalledTimes(3);
+    expect(cancel).not.toHaveBeenCalled();
+    expect(queued(t)).toEqual([
+      [10_000, [a, b, c].sort(), [1, 1, 1]],
+      [30_000, [flaky], [1]],
+      [45_000, [throttled1, throttled2].sort(), [1, 1]],
+    ]);
+    expect(t.steps.messages.find((m) => m.visibleAt === START + 10_000)?.id).toBe(watchdog!.messageId);
+    expect(t.jobs.taskOf(bad)).toMatchObject({ state: 'failed', recorded: true });
+
+    await t.drain();
+    for (const hub of [a, b, c, throttled1, throttled2, flaky]) {
+      expect(t.jobs.taskOf(hub)).toMatchObject({ state: 'moved', recorded: true });
+      expect(t.hubs.keyOf(hub)).toBe(v2.id);
+    }
+  });
+
+  it('cancels the watchdog when every hub of the message finished, and sends nothing', async () => {
+    const { t, v2, hubs } = await planned(['current', 'bad']);
+    const [current, bad] = hubs as [string, string];
+    // The hub shows the target already (someone moved it): already-current in one step.
+    const stored = t.hubs.hubs.get(current)!;
+    (
+      stored.body.properties as { encryption: { keyVaultProperties: { keyIdentifier: string }[] } }
+    ).encryption.keyVaultProperties[0]!.keyIdentifier = v2.id;
+    t.hubs.faults.push(permanentHubFault(bad));
+    const [message] = t.steps.takeDue();
+    const send = vi.spyOn(t.steps, 'send');
+    const reschedule = vi.spyOn(t.steps, 'reschedule');
+    const cancel = vi.spyOn(t.steps, 'cancel');
+
+    await t.rotator.advanceHub(message!, t.invocation);
+
+    expect(send).toHaveBeenCalledTimes(1); // the watchdog
+    const [watchdog] = await send.mock.results[0]!.value;
+    expect(cancel).toHaveBeenCalledExactlyOnceWith(watchdog);
+    expect(reschedule).not.toHaveBeenCalled();
+    expect(t.steps.messages).toEqual([]);
+    expect(t.jobs.taskOf(current)).toMatchObject({ state: 'already-current', recorded: true });
+    expect(t.jobs.taskOf(bad)).toMatchObject({ state: 'failed', recorded: true });
+    expect(t.audit.records.map((r) => r.result).sort()).toEqual(['already-current', 'failed']);
+  });
+
+  it('splits a group of more than 32 hubs: the plan, the next steps (the watchdog takes 32), and hubs put back', async () => {
+    const names = Array.from({ length: 70 }, (_, i) => `hub-${i}`);
+    const { t, v2, hubs } = await planned(names);
+    expect(t.steps.messages.map((m) => m.message.hubs.length)).toEqual([HUBS_PER_MESSAGE, HUBS_PER_MESSAGE, 6]);
+    expect(t.steps.queuedHubs().map((h) => h.hubId)).toEqual(hubs);
+    expect(t.steps.queuedHubs().every((h) => h.step === 0 && h.visibleAt === START)).toBe(true);
+
+    // A message of 40 hubs (the parser takes up to 100): their next steps go out as 32 + 8.
+    const planned3 = t.steps.takeDue();
+    const big = { key: KEY, targetVersion: v2.version, hubs: planned3.flatMap((m) => m.hubs).slice(0, 40) };
+    const reschedule = vi.spyOn(t.steps, 'reschedule');
+    await t.rotator.advanceHub(big, t.invocation);
+    expect(queued(t).map(([inMs, ids]) => [inMs, (ids as string[]).length])).toEqual([
+      [10_000, 32],
+      [10_000, 8],
+    ]);
+    expect(reschedule).toHaveBeenCalledTimes(1);
+    expect(reschedule.mock.calls[0]![1].hubs).toHaveLength(32);
+    expect(t.steps.queuedHubs().map((h) => [h.hubId, h.step])).toEqual(hubs.slice(0, 40).map((h) => [h, 1]));
+
+    // The same 40 hubs arriving before their look is due go back as 32 + 8 too.
+    t.steps.messages = [];
+    t.clock.advance(1_000);
+    await t.rotator.advanceHub({ ...big, hubs: big.hubs.map((h) => ({ ...h, step: 1 })) }, t.invocation);
+    expect(queued(t, START + 1_000).map(([inMs, ids]) => [inMs, (ids as string[]).length])).toEqual([
+      [9_000, 32],
+      [9_000, 8],
+    ]);
+    expect(t.hubs.looks).toHaveLength(0);
   });
 });

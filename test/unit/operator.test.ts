@@ -137,7 +137,10 @@ describe('sync', () => {
     expect(again.hubs.find((h) => h.hubId === bad)?.errorCode).toBeUndefined();
     expect(t.jobs.taskOf(bad)).toMatchObject({ state: 'pending', step: failed.step + 1, attempts: 0 });
     // A stale message of the failed step changes nothing.
-    await t.rotator.advanceHub({ key: KEY, targetVersion: v2.version, hubId: bad, step: failed.step }, t.invocation);
+    await t.rotator.advanceHub(
+      { key: KEY, targetVersion: v2.version, hubs: [{ hubId: bad, step: failed.step }] },
+      t.invocation,
+    );
     expect(t.jobs.taskOf(bad)).toMatchObject({ state: 'pending', step: failed.step + 1 });
     await t.drain();
     expect(t.hubs.keyOf(bad)).toBe(v2.id);

@@ -104,7 +104,7 @@ describe('reconcile', () => {
     const report = await t.rotator.reconcile(t.invocation);
     expect(report.resumedJobs).toBe(1);
     expect(report.drift).toEqual([]); // the hub shows the target; only its task was stuck
-    expect(t.steps.messages.map((m) => m.message.hubId)).toEqual([hub]);
+    expect(t.steps.messages.map((m) => m.message.hubs)).toEqual([[{ hubId: hub, step: 1 }]]);
     await t.drain();
     expect(t.jobs.taskOf(hub)).toMatchObject({ state: 'moved', recorded: true });
     expect(t.hubs.keyOf(hub)).toBe(v2.id);
