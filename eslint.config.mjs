@@ -26,7 +26,32 @@ export default tseslint.config(
     rules: {
       'no-restricted-imports': [
         'error',
-        { patterns: [{ group: ['@azure/*'], message: 'The domain stays free of Azure SDKs: use a port.' }] },
+        {
+          patterns: [
+            { group: ['@azure/*'], message: 'The domain stays free of Azure SDKs: use a port.' },
+            {
+              group: ['**/application/**', '**/application', '**/adapters/**', '**/hosting/**', '**/config'],
+              message: 'The domain depends on nothing outside it: decisions only, effects go through ports.',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    files: ['src/application/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            { group: ['@azure/*'], message: 'Use cases reach Azure through the ports only.' },
+            {
+              group: ['**/adapters/**', '**/hosting/**', '**/config'],
+              message: 'Use cases depend on the domain and its ports, never on adapters or hosting.',
+            },
+          ],
+        },
       ],
     },
   },

@@ -71,11 +71,12 @@ export interface Harness extends AppInstance {
   until(check: () => boolean | Promise<boolean>, what: string | (() => string), timeoutMs?: number): Promise<void>;
   /**
    * Waits until the job's every hub is final (its steps run on the queue after rotate/sync answered) and returns
-   * GET /api/jobs/{jobId}: `{ done, progress, hubs: [{ hubName, result, errorCode?, ... }] }`.
+   * GET /api/jobs/{jobId}: `{ done, progress, hubs: [{ hubName, result, errorCode?, ... }] }`. Asks `via` (another
+   * instance) when the harness's own host is down.
    */
-  settle(jobId: string, timeoutMs?: number): Promise<JobView>;
-  /** GET /api/jobs/{jobId} now (undefined while the job does not exist). */
-  job(jobId: string): Promise<JobView | undefined>;
+  settle(jobId: string, options?: { timeoutMs?: number; via?: Pick<AppInstance, 'api'> }): Promise<JobView>;
+  /** GET /api/jobs/{jobId} now, from the harness's host or `via` (undefined while the job does not exist). */
+  job(jobId: string, via?: Pick<AppInstance, 'api'>): Promise<JobView | undefined>;
   /** A queue of the app's storage (Azurite), e.g. `hub-steps` or `hub-steps-poison`. */
   queue(name: string): QueueClient;
   /** A table of the app's storage (Azurite), e.g. `RotationJobs`. */
@@ -249,11 +250,11 @@ export async function startHarness(
         await new Promise((r) => setTimeout(r, 100));
       }
     },
-    async settle(jobId, timeoutMs = 60_000) {
+    async settle(jobId, { timeoutMs = 60_000, via = harness } = {}) {
       let job: JobView | undefined;
       await harness.until(
         async () => {
-          job = await harness.job(jobId);
+          job = await harness.job(jobId, via);
           return job?.done === true;
         },
         () => `job ${jobId} done (last seen: ${JSON.stringify(job?.hubs.filter((x) => !FINAL.has(x.result)))})`,
@@ -265,7 +266,7 @@ export async function startHarness(
       let missing: string[] = [];
       await harness.until(
         async () => {
-          const history = await harness.api(
+          const history = await via.api(
             'GET',
             `/api/rotations?keyId=${encodeURIComponent(done.keyId)}&limit=500`,
           );
@@ -286,8 +287,8 @@ export async function startHarness(
       );
       return done;
     },
-    async job(jobId) {
-      const response = await harness.api('GET', `/api/jobs/${encodeURIComponent(jobId)}`);
+    async job(jobId, via = harness) {
+      const response = await via.api('GET', `/api/jobs/${encodeURIComponent(jobId)}`);
       if (response.status === 404) return undefined;
       if (response.status !== 200) throw new Error(`GET /api/jobs answered ${response.status}`);
       return response.body as JobView;
