@@ -13,8 +13,15 @@ import {
   errorCode,
   safeMessage,
 } from '../domain/errors';
-import { chunks } from '../domain/concurrency';
-import { afterFailure, boundedWaitMs, decideHub, isFinal, isSettled, stepDisposition } from '../domain/hubStep';
+import {
+  DelayGroups,
+  afterFailure,
+  boundedWaitMs,
+  decideHub,
+  isFinal,
+  isSettled,
+  stepDisposition,
+} from '../domain/hubStep';
 import type { StepResult } from '../domain/hubStep';
 import {
   hubBodyForWrite,
@@ -43,29 +50,6 @@ const TRANSIENT_OPERATION_ERRORS =
 
 /** How long the key's version list is reused between steps of one instance (a hub on an unknown version refreshes it). */
 const VERSIONS_TTL_MS = 30_000;
-
-/** Hubs per step message: a group costs the queue one message and the ledger a few grouped reads and writes. */
-export const HUBS_PER_MESSAGE = 32;
-
-/** Hubs grouped by when their next step is due (whole seconds: the queue's resolution), largest group first. */
-class DelayGroups {
-  private readonly groups = new Map<number, { hubId: string; step: number }[]>();
-
-  add(delayMs: number, hub: { hubId: string; step: number }): void {
-    const seconds = Math.max(0, Math.ceil(delayMs / 1000));
-    const group = this.groups.get(seconds);
-    if (group) group.push(hub);
-    else this.groups.set(seconds, [hub]);
-  }
-
-  messages(like: HubStepMessage): { message: HubStepMessage; delayMs: number }[] {
-    return [...this.groups.entries()]
-      .sort(([, a], [, b]) => b.length - a.length)
-      .flatMap(([seconds, hubs]) =>
-        chunks(hubs, HUBS_PER_MESSAGE).map((group) => ({ message: { ...like, hubs: group }, delayMs: seconds * 1000 })),
-      );
-  }
-}
 
 /** Jobs whose rows this instance keeps (a job row never changes once its tasks exist). */
 const JOB_CACHE_SIZE = 200;

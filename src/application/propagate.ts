@@ -3,7 +3,7 @@
 // the hubs then advance one short step at a time (hubSteps.ts), each step a queue message.
 import { chunks } from '../domain/concurrency';
 import { KeyUnusableError } from '../domain/errors';
-import { PLANNED_VERSION, decideHub, isFinal, resultOf } from '../domain/hubStep';
+import { HUBS_PER_MESSAGE, PLANNED_VERSION, decideHub, isFinal, resultOf } from '../domain/hubStep';
 import type { HubReport } from '../domain/hubStep';
 import { identifiersForKey, versionsForKey } from '../domain/hubs';
 import { jobIdOf } from '../domain/jobId';
@@ -13,7 +13,6 @@ import { unusableReasons } from '../domain/keyPolicy';
 import type { HubStepMessage, HubTask, KeyVersionSummary, NewKeyVersionSpec, RotationJob } from '../domain/ports';
 import { assertAllowed, hubsUsing, latestUsable, statusOf } from './context';
 import type { Dependencies, Invocation, RotationReport, RunContext } from './context';
-import { HUBS_PER_MESSAGE } from './hubSteps';
 
 /**
  * Moves every hub that uses `key` to its latest usable version (or, with `planned`, reports the moves a rotation

@@ -2,7 +2,8 @@
 // should run, how long to wait after ARM asked us to, and what a failure makes of the task.
 import { ThrottledError, errorCode, isTransient, safeMessage } from './errors';
 import { compareVersions } from './keyPolicy';
-import type { HubTask, HubTaskState, HubTaskWait, KeyVersionSummary } from './ports';
+import { chunks } from './concurrency';
+import type { HubStepMessage, HubTask, HubTaskState, HubTaskWait, KeyVersionSummary } from './ports';
 
 /** How a hub stands in a report: a final state, `planned` (dry run), or where its move is. */
 export type HubResult =
@@ -163,4 +164,27 @@ export function progressOf(tasks: readonly HubTask[], now: Date): Record<HubResu
   };
   for (const task of tasks) counts[resultOf(task, now)]++;
   return counts;
+}
+
+/** Hubs per step message: a group costs the queue one message and the ledger a few grouped reads and writes. */
+export const HUBS_PER_MESSAGE = 32;
+
+/** Hubs grouped by when their next step is due (whole seconds: the queue's resolution), largest group first. */
+export class DelayGroups {
+  private readonly groups = new Map<number, { hubId: string; step: number }[]>();
+
+  add(delayMs: number, hub: { hubId: string; step: number }): void {
+    const seconds = Math.max(0, Math.ceil(delayMs / 1000));
+    const group = this.groups.get(seconds);
+    if (group) group.push(hub);
+    else this.groups.set(seconds, [hub]);
+  }
+
+  messages(like: HubStepMessage): { message: HubStepMessage; delayMs: number }[] {
+    return [...this.groups.entries()]
+      .sort(([, a], [, b]) => b.length - a.length)
+      .flatMap(([seconds, hubs]) =>
+        chunks(hubs, HUBS_PER_MESSAGE).map((group) => ({ message: { ...like, hubs: group }, delayMs: seconds * 1000 })),
+      );
+  }
 }

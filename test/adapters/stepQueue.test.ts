@@ -4,7 +4,7 @@ import { randomUUID } from 'node:crypto';
 import { QueueClient } from '@azure/storage-queue';
 import { describe, expect, inject, it, vi } from 'vitest';
 import { StorageStepQueue } from '../../src/adapters/stepQueue';
-import { HUBS_PER_MESSAGE } from '../../src/application/hubSteps';
+import { HUBS_PER_MESSAGE } from '../../src/domain/hubStep';
 import type { HubStepMessage } from '../../src/domain/ports';
 import { parseStepMessage } from '../../src/hosting/stepMessage';
 

@@ -5,7 +5,7 @@ import { hubStepsHandler } from '../../functions/hubSteps';
 import { hubStepsPoisonHandler } from '../../functions/hubStepsPoison';
 import { keyVaultEventsHandler } from '../../functions/keyVaultEvents';
 import { reconcileHandler } from '../../functions/reconcile';
-import { HUBS_PER_MESSAGE } from '../../src/application/hubSteps';
+import { HUBS_PER_MESSAGE } from '../../src/domain/hubStep';
 import { UpstreamUnavailableError, ValidationError } from '../../src/domain/errors';
 import type { HubStepMessage } from '../../src/domain/ports';
 import { KEY, fakeRotator, hubId, keyVaultEvent } from '../fakes/rotator';

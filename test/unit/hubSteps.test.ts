@@ -2,7 +2,7 @@
 // ARM's Retry-After), verify. Failures: 412, permanent, transient (backoff, then failed), throttling (wait, no attempt).
 import { describe, expect, it, vi } from 'vitest';
 import type { RotationSettings } from '../../src/application';
-import { HUBS_PER_MESSAGE } from '../../src/application/hubSteps';
+import { HUBS_PER_MESSAGE } from '../../src/domain/hubStep';
 import { ThrottledError, UpstreamUnavailableError } from '../../src/domain/errors';
 import type { HubTask, JsonObject } from '../../src/domain/ports';
 import { permanentHubFault, transientHubFault } from '../fakes';
