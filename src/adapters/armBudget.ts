@@ -42,6 +42,12 @@ export interface SharedBudgetOptions {
   limits?: Record<BudgetKind, TokenBucketLimits>;
   /** Tokens an instance takes from the shared bucket at once. */
   blockSize?: Record<BudgetKind, number>;
+  /**
+   * Tokens never granted. A request reaches ARM some time after its token was granted (queueing, latency, jitter),
+   * so ARM's bucket starts and refills a little later than the model's; this margin absorbs that much skew
+   * (reserve / refill per second: half a second by default).
+   */
+  reserve?: Record<BudgetKind, number>;
   /** A request waits this long at most for its token; beyond, it fails with ThrottledError (its step is delayed). */
   maxInlineWaitMs?: number;
   now?: () => number;
@@ -65,6 +71,7 @@ export class SharedArmBudget {
   private readonly local = new Map<string, LocalBucket>();
   private readonly limits: Record<BudgetKind, TokenBucketLimits>;
   private readonly blockSize: Record<BudgetKind, number>;
+  private readonly reserve: Record<BudgetKind, number>;
   private readonly maxInlineWaitMs: number;
   private readonly now: () => number;
   private readonly sleep: (ms: number) => Promise<void>;
@@ -75,6 +82,7 @@ export class SharedArmBudget {
   ) {
     this.limits = options.limits ?? ARM_LIMITS;
     this.blockSize = options.blockSize ?? { reads: 10, writes: 5 };
+    this.reserve = options.reserve ?? { reads: 13, writes: 5 };
     this.maxInlineWaitMs = options.maxInlineWaitMs ?? 2_000;
     this.now = options.now ?? Date.now;
     this.sleep = options.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms)));
@@ -145,7 +153,7 @@ export class SharedArmBudget {
         local.pausedUntil = state.pausedUntil;
         return 0;
       }
-      const level = levelAt(state, now, this.limits[kind]);
+      const level = levelAt(state, now, this.limits[kind]) - this.reserve[kind];
       const grant = level >= 1 ? Math.min(this.blockSize[kind], Math.floor(level)) : 1;
       const waitMs = level >= 1 ? 0 : ((1 - level) / refillPerSecond) * 1000;
       if (waitMs > this.maxInlineWaitMs) {
@@ -153,9 +161,10 @@ export class SharedArmBudget {
         local.pausedUntil = now + waitMs;
         return 0;
       }
-      const written = await this.store.write(id, { tokens: level - grant, at: now, pausedUntil: 0 }, stored?.etag);
+      const remaining = level + this.reserve[kind] - grant;
+      const written = await this.store.write(id, { tokens: remaining, at: now, pausedUntil: 0 }, stored?.etag);
       if (written === undefined) continue; // another instance took tokens meanwhile: look again
-      local.modelled = level - grant;
+      local.modelled = remaining;
       if (waitMs > 0) return waitMs;
       local.tokens += grant;
       return 0;

@@ -10,6 +10,7 @@ import { ThrottledError } from '../../src/domain/errors';
 import { MemoryBucketStore } from '../fakes';
 
 const SUB = '00000000-0000-0000-0000-00000000000a';
+const NO_RESERVE = { reads: 0, writes: 0 };
 const LIMITS = { reads: { burst: 20, refillPerSecond: 5 }, writes: { burst: 10, refillPerSecond: 2 } };
 const BLOCKS = { reads: 4, writes: 2 };
 
@@ -29,6 +30,8 @@ function setup(options: Partial<SharedBudgetOptions> = {}) {
     new SharedArmBudget(store, {
       limits: LIMITS,
       blockSize: BLOCKS,
+      // The arithmetic below is the bucket's own; the margin for network skew has a test of its own (armBudget.arm).
+      reserve: NO_RESERVE,
       maxInlineWaitMs: 2_000,
       now: clock.now,
       sleep: clock.sleep,
@@ -76,7 +79,14 @@ describe('SharedArmBudget', () => {
     const sleep = (ms: number) => new Promise<void>((wake) => sleepers.push({ at: now + ms, wake }));
     const store = new MemoryBucketStore();
     const budget = () =>
-      new SharedArmBudget(store, { limits: LIMITS, blockSize: BLOCKS, maxInlineWaitMs: 2_000, now: () => now, sleep });
+      new SharedArmBudget(store, {
+        limits: LIMITS,
+        blockSize: BLOCKS,
+        reserve: NO_RESERVE,
+        maxInlineWaitMs: 2_000,
+        now: () => now,
+        sleep,
+      });
     const sharers = [budget(), budget()];
     const start = now;
     const granted: number[] = [];
