@@ -33,6 +33,9 @@ const EXPECTED_FUNCTIONS = [
   { name: 'reconcile', triggerType: 'timerTrigger' },
   { name: 'reconcileNow', triggerType: 'httpTrigger', methods: ['POST'], route: 'reconcile', authLevel: 'function' },
   { name: 'health', triggerType: 'httpTrigger', methods: ['GET'], route: 'health', authLevel: 'anonymous' },
+  { name: 'jobStatus', triggerType: 'httpTrigger', methods: ['GET'], route: 'jobs/{id}', authLevel: 'function' },
+  { name: 'hubSteps', triggerType: 'queueTrigger' },
+  { name: 'hubStepsPoison', triggerType: 'queueTrigger' },
 ];
 
 /** The settings the app needs to start, as the template sets them in Azure (values are placeholders). */
