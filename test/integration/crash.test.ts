@@ -69,8 +69,14 @@ describe('an instance killed at each step of a hub move', () => {
     await expectAllOn(h, refs, target);
     for (const ref of refs) {
       expect(acceptedPuts(h, ref), ref.name).toBe(1);
-      expect((await hubAudit(h, name, ref, target)).map((r) => r.result), ref.name).toEqual(['moved']);
-      expect(outcomesFor(h, ref).map((o) => o.type), ref.name).toEqual(['CmkRotator.HubKeyUpdated']);
+      expect(
+        (await hubAudit(h, name, ref, target)).map((r) => r.result),
+        ref.name,
+      ).toEqual(['moved']);
+      expect(
+        outcomesFor(h, ref).map((o) => o.type),
+        ref.name,
+      ).toEqual(['CmkRotator.HubKeyUpdated']);
     }
   }
 

@@ -236,7 +236,9 @@ describe('durability through the local host', () => {
     // The hub on the disabled version is reported; it cannot re-wrap its data while that version is disabled, so
     // the update fails (the hub keeps its key) and is reported too.
     const revokedJob = await h.settle(jobIdFor(revokedCurrent.id!));
-    expect(revokedJob.hubs).toMatchObject([{ hubName: 'revoked-hub', result: 'failed', errorCode: 'HUB_UPDATE_FAILED' }]);
+    expect(revokedJob.hubs).toMatchObject([
+      { hubName: 'revoked-hub', result: 'failed', errorCode: 'HUB_UPDATE_FAILED' },
+    ]);
     const revokedAudit = await auditOf(h, 'revoked-cmk');
     expect(revokedAudit.find((r) => r.result === 'drift')?.message).toMatch(/^hub-on-unusable-version: .*disabled/);
     expect(revokedAudit.filter((r) => r.result === 'failed')).toMatchObject([{ errorCode: 'HUB_UPDATE_FAILED' }]);

@@ -125,7 +125,9 @@ describe('faults through the local host', () => {
     await h.stack.eventGrid.idle();
 
     const failed = job.hubs.filter((x) => x.result === 'failed');
-    expect(failed).toMatchObject([{ errorCode: 'HUB_UPDATE_FAILED', reason: expect.stringContaining('Injected denial.') }]);
+    expect(failed).toMatchObject([
+      { errorCode: 'HUB_UPDATE_FAILED', reason: expect.stringContaining('Injected denial.') },
+    ]);
     expect(job.progress).toMatchObject({ moved: 3, failed: 1 });
     const broken = refs.find((r) => r.name === failed[0]!.hubName)!;
     await expectAllOn(
@@ -138,7 +140,12 @@ describe('faults through the local host', () => {
     expect(await h.stack.arm.checkHubData(broken)).toMatchObject({ readable: true });
     expect(outcomesFor(h, broken).map((o) => o.type)).toEqual(['CmkRotator.HubKeyUpdateFailed']);
     expect(await hubAudit(h, 'lro-cmk', broken, v2.id!)).toMatchObject([
-      { result: 'failed', errorCode: 'HUB_UPDATE_FAILED', trigger: 'event', message: expect.stringContaining('denial') },
+      {
+        result: 'failed',
+        errorCode: 'HUB_UPDATE_FAILED',
+        trigger: 'event',
+        message: expect.stringContaining('denial'),
+      },
     ]);
     // The internal failure cost one more read and PUT (its first update was rolled back): one PUT more in all.
     expect(refs.reduce((n, ref) => n + acceptedPuts(h, ref), 0)).toBe(refs.length + 1);

@@ -187,7 +187,7 @@ describe('rotation through the local host', () => {
       status: 'in-progress',
       jobId: jobIdFor(created),
       targetVersion: created,
-      hubs: refs.map((r) => expect.objectContaining({ hubName: r.name, result: 'queued', from: [key.id] })),
+      hubs: refs.map((r): unknown => expect.objectContaining({ hubName: r.name, result: 'queued', from: [key.id] })),
     });
     const job = await h.settle(response.body.jobId as string);
     const failed = job.hubs.filter((x) => x.result === 'failed');

@@ -49,7 +49,19 @@ describe('sandbox (npm start)', () => {
     expect(code, output).toBe(0);
     expect(output).toMatch(/event\s+KeyNearExpiry for demo\.vault\.azure\.net\/hub-cmk/);
     expect(output.match(/rotated\s+new version/g)).toHaveLength(1);
+    // The move is planned once (the other event about the key joins the job), then each hub takes its steps.
+    expect(output.match(/planned\s+job demo\.vault\.azure\.net~hub-cmk~[0-9a-f]{32}: 5 hubs/g)).toHaveLength(1);
+    const stepped = [...output.matchAll(/step\s+(\S+): read, PUT accepted \(If-Match\)/g)].map((m) => m[1]);
+    expect(stepped.sort()).toEqual([
+      'hub-eus-energy',
+      'hub-eus-retail',
+      'hub-weu-factory',
+      'hub-weu-fleet',
+      'hub-weu-labs',
+    ]);
+    expect(output.indexOf('planned ')).toBeLessThan(output.search(/step\s+hub-/));
     expect(output.match(/moved\s+\[\d\/5 hubs\]/g)).toHaveLength(5);
+    expect(output).not.toMatch(/failed\s/);
     expect(output).toContain('[5/5 hubs]');
     expect(output).toMatch(/outcome\s+CmkRotator\.HubKeyUpdated/);
     expect(output).toMatch(

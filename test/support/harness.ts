@@ -266,10 +266,7 @@ export async function startHarness(
       let missing: string[] = [];
       await harness.until(
         async () => {
-          const history = await via.api(
-            'GET',
-            `/api/rotations?keyId=${encodeURIComponent(done.keyId)}&limit=500`,
-          );
+          const history = await via.api('GET', `/api/rotations?keyId=${encodeURIComponent(done.keyId)}&limit=500`);
           const records = (history.body?.records ?? []) as { hubId?: string; toVersion?: string; result: string }[];
           const outcomes = harness.outcomes().map((o) => o.data as { jobId?: string; hubId?: string; result?: string });
           missing = done.hubs
