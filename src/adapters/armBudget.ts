@@ -48,7 +48,11 @@ export interface SharedBudgetOptions {
    * (reserve / refill per second: half a second by default).
    */
   reserve?: Record<BudgetKind, number>;
-  /** A request waits this long at most for its token; beyond, it fails with ThrottledError (its step is delayed). */
+  /**
+   * A request waits this long at most for its token; beyond, it fails with ThrottledError (its step is delayed).
+   * By default a write waits longer than a read: a hub's PUT follows a read made for it, which a delayed step would
+   * have to make again, spending the scarcer budget.
+   */
   maxInlineWaitMs?: number;
   now?: () => number;
   sleep?: (ms: number) => Promise<void>;
@@ -72,7 +76,7 @@ export class SharedArmBudget {
   private readonly limits: Record<BudgetKind, TokenBucketLimits>;
   private readonly blockSize: Record<BudgetKind, number>;
   private readonly reserve: Record<BudgetKind, number>;
-  private readonly maxInlineWaitMs: number;
+  private readonly maxInlineWaitMs: Record<BudgetKind, number>;
   private readonly now: () => number;
   private readonly sleep: (ms: number) => Promise<void>;
 
@@ -83,7 +87,8 @@ export class SharedArmBudget {
     this.limits = options.limits ?? ARM_LIMITS;
     this.blockSize = options.blockSize ?? { reads: 10, writes: 5 };
     this.reserve = options.reserve ?? { reads: 13, writes: 5 };
-    this.maxInlineWaitMs = options.maxInlineWaitMs ?? 2_000;
+    const inline = options.maxInlineWaitMs;
+    this.maxInlineWaitMs = inline === undefined ? { reads: 2_000, writes: 15_000 } : { reads: inline, writes: inline };
     this.now = options.now ?? Date.now;
     this.sleep = options.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms)));
   }
@@ -94,7 +99,7 @@ export class SharedArmBudget {
     const local = this.localOf(id);
     for (;;) {
       const paused = local.pausedUntil - this.now();
-      if (paused > this.maxInlineWaitMs) {
+      if (paused > this.maxInlineWaitMs[kind]) {
         throw new ThrottledError(
           `ARM ${kind} of subscription ${subscriptionId} are throttled; try again later.`,
           paused,
@@ -156,7 +161,7 @@ export class SharedArmBudget {
       const level = levelAt(state, now, this.limits[kind]) - this.reserve[kind];
       const grant = level >= 1 ? Math.min(this.blockSize[kind], Math.floor(level)) : 1;
       const waitMs = level >= 1 ? 0 : ((1 - level) / refillPerSecond) * 1000;
-      if (waitMs > this.maxInlineWaitMs) {
+      if (waitMs > this.maxInlineWaitMs[kind]) {
         // Nothing to spare for a while: this instance stays away (its steps are delayed) instead of queueing debt.
         local.pausedUntil = now + waitMs;
         return 0;

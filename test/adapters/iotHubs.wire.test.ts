@@ -146,7 +146,7 @@ describe('IotHubAdapter: the PUT and its answers', () => {
       {
         status: 429,
         body: { error: { code: 'TooManyRequests', message: 'slow down' } },
-        headers: { 'retry-after': '7' },
+        headers: { 'retry-after': '20' },
       },
     ];
     const { hubs, sent } = adapter(() => answers.shift()!);
@@ -154,11 +154,11 @@ describe('IotHubAdapter: the PUT and its answers', () => {
     await expect(hubs.beginReplace(hub, {})).rejects.toBeInstanceOf(EtagConflictError);
     const throttled = await hubs.beginReplace(hub, {}).catch((e: unknown) => e);
     expect(throttled).toBeInstanceOf(ThrottledError);
-    expect((throttled as ThrottledError).retryAfterMs).toBe(7_000);
+    expect((throttled as ThrottledError).retryAfterMs).toBe(20_000);
     // The subscription's writes now wait out the Retry-After: the next PUT is not even sent.
     const held = await hubs.beginReplace(hub, {}).catch((e: unknown) => e);
     expect(held).toBeInstanceOf(ThrottledError);
-    expect((held as ThrottledError).retryAfterMs).toBeGreaterThan(5_000);
+    expect((held as ThrottledError).retryAfterMs).toBeGreaterThan(15_000);
     expect(sent).toHaveLength(2);
   });
 
