@@ -14,6 +14,9 @@ import type { HubStepMessage, HubTask, KeyVersionSummary, NewKeyVersionSpec, Rot
 import { assertAllowed, hubsUsing, latestUsable, statusOf } from './context';
 import type { Dependencies, Invocation, RotationReport, RunContext } from './context';
 
+/** Event Grid retries a failed delivery after 10 s at the earliest; a job opened more recently is still being planned. */
+const PLANNING_GRACE_MS = 8_000;
+
 /**
  * Moves every hub that uses `key` to its latest usable version (or, with `planned`, reports the moves a rotation
  * would make). A real run opens (or joins) the job for (key, target) and enqueues the hubs' first steps.
@@ -35,18 +38,22 @@ export async function propagate(
     // A repeated or second event for a version whose move is planned (Event Grid delivers at least once, and a
     // rotation raises KeyNewVersionCreated too) is answered at once: its steps are queued, the reconciler
     // restarts any that go quiet, and an operator's sync re-plans in full.
+    // One opened moments ago is being planned by the delivery that opened it; if that one dies, its own
+    // redelivery comes after Event Grid's first retry interval, past this grace, and plans in full.
     const existing = await deps.jobs.find(key, target.version);
-    if (existing?.planned) {
+    const beingPlanned = !!existing && deps.clock.now().getTime() - existing.openedAt.getTime() < PLANNING_GRACE_MS;
+    if (existing?.planned || beingPlanned) {
       invocation.log.info('job.joined', {
         key: keyLabel(key),
         version: target.version,
         jobId: jobIdOf(key, target.version),
+        planned: !!existing?.planned,
       });
       return {
         keyId: keyUrl(key),
         trigger: context.trigger,
         dryRun: false,
-        decision: `${context.decision}; the move to ${target.version} is already planned`,
+        decision: `${context.decision}; the move to ${target.version} is already ${existing?.planned ? 'planned' : 'being planned'}`,
         jobId: jobIdOf(key, target.version),
         targetVersion: target.id,
         hubs: [],

@@ -378,6 +378,14 @@ describe('planning', () => {
     await expect(t.rotator.handleEvent(event, t.invocation)).rejects.toBeInstanceOf(UpstreamUnavailableError);
     expect((await t.jobs.find(KEY, v2.version))?.planned).toBeUndefined();
 
+    // Meanwhile another delivery is told the job is being planned, without listing the hubs again.
+    const meanwhile = await t.rotator.handleEvent(event, t.invocation);
+    expect(meanwhile).toMatchObject({ status: 'in-progress', hubs: [] });
+    expect(meanwhile.decision).toContain('being planned');
+    expect(t.hubs.listings).toBe(1);
+
+    // Event Grid redelivers the failed delivery no sooner than 10 s later: past the grace, it plans in full.
+    t.clock.advance(10_000);
     const again = await t.rotator.handleEvent(event, t.invocation);
 
     expect(t.hubs.listings).toBe(2);
