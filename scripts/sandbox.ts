@@ -338,13 +338,15 @@ async function main(): Promise<number> {
     );
     if (once) return ok ? 0 : 1;
 
-    console.log(`\n${tryItOut(host, stack, functionKey, dataDir)}\n\n${dim('Ctrl-C stops everything.')}`);
     // Ctrl-C reaches the whole process group (and the relaunching parent forwards it too): the first signal starts
-    // the shutdown, later ones are absorbed so the shutdown finishes.
-    await new Promise<void>((resolve) => {
+    // the shutdown, later ones are absorbed so the shutdown finishes. The handlers are in place before the line
+    // that invites the signal is printed: a signal in between would kill the process with nothing stopped.
+    const interrupted = new Promise<void>((resolve) => {
       process.on('SIGINT', () => resolve());
       process.on('SIGTERM', () => resolve());
     });
+    console.log(`\n${tryItOut(host, stack, functionKey, dataDir)}\n\n${dim('Ctrl-C stops everything.')}`);
+    await interrupted;
     say('stopping...');
     return 0;
   } finally {
