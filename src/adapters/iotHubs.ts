@@ -36,6 +36,8 @@ export interface IotHubAdapterOptions {
   httpClient?: HttpClient;
 }
 
+/** How long a listing waits in all for ARM's read budget before it fails as throttled. */
+const LISTING_THROTTLE_WAIT_MS = 12_000;
 /** Subscriptions listed at once (ARM meters reads per subscription, so they do not compete). */
 const LISTING_CONCURRENCY = 16;
 const HUB_ID =
@@ -120,8 +122,20 @@ export class IotHubAdapter implements HubRepository {
       `/subscriptions/${encodeURIComponent(subscriptionId)}/providers/Microsoft.Devices/IotHubs`,
       what,
     );
+    // A listing plans a move (an Event Grid delivery waits on it, 30 s at most): when ARM's read budget is spent by
+    // running steps, it waits for its turn a while instead of failing the delivery, which Event Grid would retry
+    // and, failing again, delay.
+    const deadline = Date.now() + LISTING_THROTTLE_WAIT_MS;
     while (next) {
-      const response = await this.send('GET', next, what);
+      let response: PipelineResponse;
+      try {
+        response = await this.send('GET', next, what);
+      } catch (error) {
+        const wait = error instanceof ThrottledError ? (error.retryAfterMs ?? 1_000) : Number.POSITIVE_INFINITY;
+        if (Date.now() + wait > deadline) throw error;
+        await new Promise((resolve) => setTimeout(resolve, wait));
+        continue;
+      }
       const page = parseJson(response, what) as { value?: unknown[]; nextLink?: string };
       for (const item of page.value ?? []) {
         if (isObject(item) && typeof item.id === 'string' && this.isHubId(item.id)) hubs.push(toHub(item));

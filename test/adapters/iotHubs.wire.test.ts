@@ -102,6 +102,25 @@ describe('IotHubAdapter: where the bearer token may go', () => {
     expect(sent[0]!.authorization).toBe('Bearer secret-arm-token');
   });
 
+  it('a listing throttled for a moment waits for its turn instead of failing the planning', async () => {
+    const answers: Answer[] = [
+      { status: 429, body: { error: { code: 'SubscriptionRequestsThrottled' } }, headers: { 'retry-after': '1' } },
+      { status: 200, body: { value: [hubBody] } },
+    ];
+    const { hubs, sent } = adapter(() => answers.shift()!);
+    expect((await hubs.listAll()).map((h) => h.id)).toEqual([HUB_ID]);
+    expect(sent).toHaveLength(2);
+  });
+
+  it('a listing throttled for longer than a delivery can wait fails as throttled (Event Grid retries)', async () => {
+    const { hubs } = adapter(() => ({
+      status: 429,
+      body: { error: { code: 'SubscriptionRequestsThrottled' } },
+      headers: { 'retry-after': '60' },
+    }));
+    await expect(hubs.listAll()).rejects.toBeInstanceOf(ThrottledError);
+  });
+
   it('ignores listed resources whose id is not a hub of a configured subscription', async () => {
     const foreign = { ...hubBody, id: `https://capture.example${HUB_ID}` };
     const { hubs } = adapter(() => ({ status: 200, body: { value: [hubBody, foreign] } }));
