@@ -289,7 +289,7 @@ export class JobsTableAdapter implements JobStore {
 }
 
 function toTask(e: TableEntityResult<TaskEntity>): HubTask {
-  const date = (v: Date | string | undefined) => (v ? { value: new Date(v) } : undefined);
+  const date = (v: Date | string | undefined) => (v ? new Date(v) : undefined);
   const optional = <K extends string, V>(key: K, value: V | undefined) =>
     (value === undefined || value === null || value === '' ? {} : { [key]: value }) as Partial<Record<K, V>>;
   return {
@@ -299,17 +299,17 @@ function toTask(e: TableEntityResult<TaskEntity>): HubTask {
     step: Number(e.step ?? 0),
     attempts: Number(e.attempts ?? 0),
     from: JSON.parse(e.from || '[]') as string[],
-    ...optional('leaseUntil', date(e.leaseUntil)?.value),
-    ...optional('notBefore', date(e.notBefore)?.value),
+    ...optional('leaseUntil', date(e.leaseUntil)),
+    ...optional('notBefore', date(e.notBefore)),
     ...optional('waiting', e.waiting as HubTask['waiting']),
     ...optional('operationUrl', e.operationUrl),
-    ...optional('updateStartedAt', date(e.updateStartedAt)?.value),
-    ...optional('finishedAt', date(e.finishedAt)?.value),
+    ...optional('updateStartedAt', date(e.updateStartedAt)),
+    ...optional('finishedAt', date(e.finishedAt)),
     ...optional('recorded', e.recorded),
     ...optional('durationMs', e.durationMs === undefined ? undefined : Number(e.durationMs)),
     ...optional('errorCode', e.errorCode),
     ...optional('reason', e.reason),
-    ...optional('updatedAt', date(e.timestamp)?.value),
+    ...optional('updatedAt', date(e.timestamp)),
     ...optional('etag', e.etag),
   };
 }

@@ -7,6 +7,7 @@ import { QueueClient } from '@azure/storage-queue';
 import { mapWithConcurrency } from '../domain/concurrency';
 import type { HubStepMessage, StepQueue, StepReceipt } from '../domain/ports';
 import { guard, toRotatorError } from './azureErrors';
+import { createdOnFirstUse } from './tables';
 
 export const HUB_STEPS_QUEUE = 'hub-steps';
 /** Where the host moves a step message that failed maxDequeueCount times (host.json). */
@@ -23,13 +24,15 @@ export type QueueConnection =
 
 export class StorageStepQueue implements StepQueue {
   private readonly queue: QueueClient;
-  private ready: Promise<unknown> | undefined;
+  /** Creates the queue on first use (deployments create it; the sandbox and a fresh Azurite do not). */
+  private readonly ensureQueue: () => Promise<void>;
 
   constructor(connection: QueueConnection, name = HUB_STEPS_QUEUE) {
     this.queue =
       connection.kind === 'connectionString'
         ? new QueueClient(connection.connectionString, name)
         : new QueueClient(`${connection.queueServiceUrl.replace(/\/+$/, '')}/${name}`, connection.credential);
+    this.ensureQueue = createdOnFirstUse('the hub step queue', () => this.queue.createIfNotExists());
   }
 
   async send(messages: HubStepMessage[], delayMs: number): Promise<StepReceipt[]> {
@@ -58,15 +61,6 @@ export class StorageStepQueue implements StepQueue {
 
   async cancel(receipt: StepReceipt): Promise<void> {
     await this.queue.deleteMessage(receipt.messageId, receipt.popReceipt).catch(() => undefined);
-  }
-
-  /** Creates the queue on first use (deployments create it; the sandbox and a fresh Azurite do not). */
-  private ensureQueue(): Promise<unknown> {
-    this.ready ??= guard('the hub step queue', () => this.queue.createIfNotExists()).catch((error: unknown) => {
-      this.ready = undefined;
-      throw error;
-    });
-    return this.ready;
   }
 }
 

@@ -10,6 +10,7 @@ import {
   isTransient,
   safeMessage,
 } from '../domain/errors';
+import { isFinalResult } from '../domain/hubStep';
 import type { HubReport } from '../domain/hubStep';
 import type { StepTiming } from '../domain/hubStep';
 import { identifiersForKey } from '../domain/hubs';
@@ -230,8 +231,7 @@ export function emptyReport(
 export function statusOf(hubs: readonly HubReport[], dryRun: boolean): RotationReport['status'] {
   if (dryRun) return 'planned';
   const failed = hubs.filter((r) => r.result === 'failed').length;
-  const final = new Set(['moved', 'already-current', 'skipped', 'failed']);
-  const open = hubs.some((r) => !final.has(r.result));
+  const open = hubs.some((r) => !isFinalResult(r.result));
   if (failed && failed === hubs.length) return 'failed';
   if (open) return 'in-progress';
   return failed ? 'partially-failed' : 'succeeded';

@@ -32,6 +32,9 @@ export const FINAL_STATES: ReadonlySet<HubTaskState> = new Set(['moved', 'alread
 
 export const isFinal = (task: Pick<HubTask, 'state'>): boolean => FINAL_STATES.has(task.state);
 
+/** A report's result that will not change any more (the final task states). */
+export const isFinalResult = (result: HubResult): boolean => (FINAL_STATES as ReadonlySet<string>).has(result);
+
 /**
  * What to do with one hub, given the versions of the key it references now. `target` undefined means "a version
  * newer than all" (a planned rotation). Never downgrade: a hub already on a newer version is left alone.
