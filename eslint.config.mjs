@@ -56,6 +56,24 @@ export default tseslint.config(
     },
   },
   {
+    // The dashboard runs in the browser: it may share the API's types, never the server's code.
+    files: ['src/dashboard/**/*.ts'],
+    rules: {
+      '@typescript-eslint/no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['@azure/*', '../*', '!./*'],
+              allowTypeImports: true,
+              message: 'The page runs in a browser: import types from the app, and code from src/dashboard only.',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
     // Tests read JSON answers field by field; typing every response would add noise, not safety.
     files: ['test/**/*.ts'],
     rules: {

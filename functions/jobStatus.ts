@@ -2,7 +2,7 @@
 // every hub's state. The id is the `jobId` that rotate and sync answer with.
 import { app } from '@azure/functions';
 import type { Rotator } from '../src/application';
-import { handled } from '../src/hosting/http';
+import { handled, operatorAuthLevel } from '../src/hosting/http';
 import { appServices } from '../src/hosting/services';
 
 export function jobStatusHandler(rotator: () => Rotator) {
@@ -11,7 +11,7 @@ export function jobStatusHandler(rotator: () => Rotator) {
 
 app.http('jobStatus', {
   methods: ['GET'],
-  authLevel: 'function',
+  authLevel: operatorAuthLevel,
   route: 'jobs/{id}',
   handler: jobStatusHandler(() => appServices().rotator),
 });

@@ -3,7 +3,7 @@
 import { app } from '@azure/functions';
 import { z } from 'zod';
 import type { Rotator } from '../src/application';
-import { handled, keyIdField, readQuery } from '../src/hosting/http';
+import { handled, keyIdField, readQuery, operatorAuthLevel } from '../src/hosting/http';
 import { appServices } from '../src/hosting/services';
 
 const StatusQuery = z.strictObject({ keyId: keyIdField });
@@ -17,7 +17,7 @@ export function keyStatusHandler(rotator: () => Rotator) {
 
 app.http('keyStatus', {
   methods: ['GET'],
-  authLevel: 'function',
+  authLevel: operatorAuthLevel,
   route: 'keys/status',
   handler: keyStatusHandler(() => appServices().rotator),
 });

@@ -1,7 +1,7 @@
 // POST /api/reconcile: run the reconciler now and answer with what it found and did.
 import { app } from '@azure/functions';
 import type { Rotator } from '../src/application';
-import { handled } from '../src/hosting/http';
+import { handled, operatorAuthLevel } from '../src/hosting/http';
 import { invocationLogger } from '../src/hosting/logger';
 import { appServices } from '../src/hosting/services';
 
@@ -14,7 +14,7 @@ export function reconcileNowHandler(rotator: () => Rotator) {
 
 app.http('reconcileNow', {
   methods: ['POST'],
-  authLevel: 'function',
+  authLevel: operatorAuthLevel,
   route: 'reconcile',
   handler: reconcileNowHandler(() => appServices().rotator),
 });

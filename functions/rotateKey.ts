@@ -3,7 +3,7 @@
 import { app } from '@azure/functions';
 import { z } from 'zod';
 import type { Rotator } from '../src/application';
-import { handled, keyIdField, readBody } from '../src/hosting/http';
+import { handled, keyIdField, readBody, operatorAuthLevel } from '../src/hosting/http';
 import { invocationLogger } from '../src/hosting/logger';
 import { appServices } from '../src/hosting/services';
 
@@ -32,7 +32,7 @@ export function rotateKeyHandler(rotator: () => Rotator) {
 
 app.http('rotateKey', {
   methods: ['POST'],
-  authLevel: 'function',
+  authLevel: operatorAuthLevel,
   route: 'keys/rotate',
   handler: rotateKeyHandler(() => appServices().rotator),
 });

@@ -2,7 +2,7 @@
 import { app } from '@azure/functions';
 import { z } from 'zod';
 import type { Rotator } from '../src/application';
-import { handled, keyIdField, readQuery } from '../src/hosting/http';
+import { handled, keyIdField, readQuery, operatorAuthLevel } from '../src/hosting/http';
 import { appServices } from '../src/hosting/services';
 
 const HistoryQuery = z.strictObject({
@@ -26,7 +26,7 @@ export function rotationHistoryHandler(rotator: () => Rotator) {
 
 app.http('rotationHistory', {
   methods: ['GET'],
-  authLevel: 'function',
+  authLevel: operatorAuthLevel,
   route: 'rotations',
   handler: rotationHistoryHandler(() => appServices().rotator),
 });

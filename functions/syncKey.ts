@@ -3,7 +3,7 @@
 import { app } from '@azure/functions';
 import { z } from 'zod';
 import type { Rotator } from '../src/application';
-import { handled, keyIdField, readBody } from '../src/hosting/http';
+import { handled, keyIdField, readBody, operatorAuthLevel } from '../src/hosting/http';
 import { invocationLogger } from '../src/hosting/logger';
 import { appServices } from '../src/hosting/services';
 
@@ -26,7 +26,7 @@ export function syncKeyHandler(rotator: () => Rotator) {
 
 app.http('syncKey', {
   methods: ['POST'],
-  authLevel: 'function',
+  authLevel: operatorAuthLevel,
   route: 'keys/sync',
   handler: syncKeyHandler(() => appServices().rotator),
 });

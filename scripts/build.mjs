@@ -1,6 +1,7 @@
 // Bundles the function app and the local tools with esbuild (fast module load, one file each).
-import { build } from 'esbuild';
-import { existsSync, readdirSync } from 'node:fs';
+import { build, transform } from 'esbuild';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -35,7 +36,49 @@ const tools = {
   bench: 'bench/main.ts',
 };
 
+const sha256 = (text) => `'sha256-${createHash('sha256').update(text).digest('base64')}'`;
+
+/**
+ * The dashboard as one self-contained page (dist/dashboard.html): its script and styles inline, so it needs no CDN
+ * or second request, and a Content-Security-Policy that allows exactly those two and calls to its own origin.
+ */
+async function buildDashboard() {
+  const dir = path.join(root, 'src/dashboard');
+  const script = await build({
+    entryPoints: [path.join(dir, 'main.ts')],
+    bundle: true,
+    minify: true,
+    format: 'iife',
+    platform: 'browser',
+    target: ['chrome120', 'edge120', 'firefox121', 'safari17'],
+    write: false,
+    logLevel: 'warning',
+  });
+  const js = script.outputFiles[0].text.trim();
+  const css = (
+    await transform(readFileSync(path.join(dir, 'styles.css'), 'utf8'), { loader: 'css', minify: true })
+  ).code.trim();
+  if (/<\/(script|style)/i.test(js + css))
+    throw new Error('dashboard: the bundle contains a closing </script> or </style>');
+  const csp = [
+    "default-src 'none'",
+    `script-src ${sha256(js)}`,
+    `style-src ${sha256(css)}`,
+    "connect-src 'self'",
+    "img-src 'self' data:",
+    "base-uri 'none'",
+    "form-action 'none'",
+  ].join('; ');
+  const page = readFileSync(path.join(dir, 'page.html'), 'utf8')
+    .replace(/<!--CSP-->/, () => `<meta http-equiv="Content-Security-Policy" content="${csp}" />`)
+    .replace(/<style>[\s\S]*?<\/style>/, () => `<style>${css}</style>`)
+    .replace(/<script>[\s\S]*?<\/script>/, () => `<script>${js}</script>`);
+  mkdirSync(path.join(root, 'dist'), { recursive: true });
+  writeFileSync(path.join(root, 'dist/dashboard.html'), page);
+}
+
 const started = Date.now();
+await buildDashboard();
 await build({
   ...common,
   stdin: { contents: functionsEntry(), resolveDir: root, sourcefile: 'app-entry.ts', loader: 'ts' },

@@ -64,6 +64,8 @@ const files = {
   'package.json': Buffer.from(`${JSON.stringify(productionManifest, null, 2)}\n`),
   'main.js': Buffer.from(bundle),
   'main.js.map': readFileSync(path.join(root, 'dist/main.js.map')),
+  // The operator dashboard, read by functions/dashboard.ts from beside main.js.
+  'dashboard.html': readFileSync(path.join(root, 'dist/dashboard.html')),
 };
 
 rmSync(stageDir, { recursive: true, force: true });

@@ -198,6 +198,10 @@ function narrate(stack: RunningStack, host: RunningFunctionHost): Promise<void> 
   });
 }
 
+/** The dashboard with the local function key in `?code=`, as Azure Functions accepts it (the page then drops it from the address bar). */
+const dashboardUrl = (host: RunningFunctionHost, functionKey: string) =>
+  `${host.url}/api/dashboard?code=${encodeURIComponent(functionKey)}`;
+
 function tryItOut(host: RunningFunctionHost, stack: RunningStack, functionKey: string, dataDir: string): string {
   const keyId = encodeURIComponent(`${VAULT_URL}/keys/${KEY}`);
   const k = `-H 'x-functions-key: ${functionKey}'`;
@@ -206,6 +210,7 @@ function tryItOut(host: RunningFunctionHost, stack: RunningStack, functionKey: s
   const ca = `--cacert ${path.relative(process.cwd(), path.join(dataDir, 'tls', 'emulator-ca.pem'))}`;
   return [
     bold('Try it:'),
+    `  dashboard   ${dashboardUrl(host, functionKey)}`,
     `  status      curl -s ${k} '${host.url}/api/keys/status?keyId=${keyId}'`,
     `  history     curl -s ${k} '${host.url}/api/rotations?keyId=${keyId}&limit=20'`,
     `  dry run     curl -s ${kj} -X POST ${host.url}/api/keys/rotate -d '{"keyId":"${VAULT_URL}/keys/${KEY}","dryRun":true}'`,
@@ -275,6 +280,7 @@ async function main(): Promise<number> {
       echo: (line) => appendFileSync(path.join(dataDir, 'host.log'), `${line}\n`),
     });
     say(`function app serving at ${bold(host.url)} (the local host, as ${bold('npm run serve')} runs it)`);
+    say(`dashboard: ${bold(dashboardUrl(host, functionKey))} (open it now to watch the story live)`);
     await stack.eventGrid.subscribe({
       name: 'keyvault-to-rotator',
       endpointUrl: `${host.url}/runtime/webhooks/eventgrid?functionName=keyVaultEvents`,

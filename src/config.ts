@@ -102,6 +102,11 @@ const schema = z
       .trim()
       .regex(/^\S+(\s+\S+){5}$/, 'must be an NCRONTAB expression with six fields (seconds first), e.g. "0 0 * * * *"')
       .optional(),
+    // Read again when the functions are registered (src/hosting/http.ts); validated here so a typo is reported.
+    ROTATOR_OPERATOR_AUTH: z
+      .enum(['function-key', 'entra-id'], { error: 'must be function-key or entra-id' })
+      .optional()
+      .default('function-key'),
     AZURE_CLIENT_ID: z.string().trim().min(1).optional(),
     AzureWebJobsStorage: z.string().trim().min(1).optional(),
     AzureWebJobsStorage__accountName: z
@@ -156,6 +161,8 @@ export interface Config {
   armEndpoint: string;
   iotHubApiVersion: string;
   reconcileSchedule: string;
+  /** How operators sign in: a function key, or Entra ID through App Service Authentication. */
+  operatorAuth: 'function-key' | 'entra-id';
   managedIdentityClientId?: string;
   storage: StorageSettings;
 }
@@ -204,6 +211,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
     armEndpoint: s.ROTATOR_ARM_ENDPOINT,
     iotHubApiVersion: s.ROTATOR_IOTHUB_API_VERSION,
     reconcileSchedule: s.ROTATOR_RECONCILE_SCHEDULE ?? '0 0 * * * *',
+    operatorAuth: s.ROTATOR_OPERATOR_AUTH,
     ...(s.AZURE_CLIENT_ID ? { managedIdentityClientId: s.AZURE_CLIENT_ID } : {}),
     storage,
   };

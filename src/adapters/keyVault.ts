@@ -45,6 +45,7 @@ export class KeyVaultAdapter implements KeyVault {
       return {
         ...(policy.expiresIn ? { expiresIn: policy.expiresIn } : {}),
         ...(notify ? { notifyBeforeExpiry: notify } : {}),
+        ...(policy.createdOn ? { createdOn: policy.createdOn } : {}),
       };
     } catch (error) {
       // A key without a rotation policy: the configured default validity applies.
@@ -69,11 +70,22 @@ export class KeyVaultAdapter implements KeyVault {
     );
   }
 
-  private client(key: KeyName): KeyClient {
-    let client = this.clients.get(key.vaultUrl);
+  async listKeys(vaultUrl: string): Promise<KeyName[]> {
+    return guard(`vault ${vaultUrl}`, async () => {
+      const keys: KeyName[] = [];
+      for await (const properties of this.client({ vaultUrl }).listPropertiesOfKeys()) {
+        // Managed keys (certificates' keys) cannot be rotated as keys; they are the certificate's business.
+        if (!properties.managed) keys.push({ vaultUrl, name: properties.name });
+      }
+      return keys;
+    });
+  }
+
+  private client({ vaultUrl }: Pick<KeyName, 'vaultUrl'>): KeyClient {
+    let client = this.clients.get(vaultUrl);
     if (!client) {
-      client = new KeyClient(key.vaultUrl, this.credential, { additionalPolicies: keepAliveThroughProxy() });
-      this.clients.set(key.vaultUrl, client);
+      client = new KeyClient(vaultUrl, this.credential, { additionalPolicies: keepAliveThroughProxy() });
+      this.clients.set(vaultUrl, client);
     }
     return client;
   }

@@ -4,6 +4,7 @@ import type { HubStepMessage } from '../domain/ports';
 import type { Dependencies, Invocation } from './context';
 import { handleEvent } from './handleEvent';
 import { HubSteps } from './hubSteps';
+import { listKeys } from './keys';
 import { reconcile } from './reconcile';
 import { rotate } from './rotate';
 import { history, jobProgress, keyStatus } from './status';
@@ -11,7 +12,8 @@ import { sync } from './sync';
 
 export type { Dependencies, Invocation, RotationReport, RotationSettings } from './context';
 export type { ReconcileReport } from './reconcile';
-export type { JobProgress, KeyStatus } from './status';
+export type { KeyList, KeyOverview } from './keys';
+export type { HubView, JobProgress, KeyStatus } from './status';
 
 export function createRotator(deps: Dependencies) {
   const steps = new HubSteps(deps);
@@ -21,6 +23,7 @@ export function createRotator(deps: Dependencies) {
       rotate(deps, key, options, invocation),
     sync: (key: KeyName, options: { dryRun: boolean }, invocation: Invocation) => sync(deps, key, options, invocation),
     reconcile: (invocation: Invocation) => reconcile(deps, invocation),
+    keys: () => listKeys(deps),
     status: (key: KeyName) => keyStatus(deps, key),
     history: (key: KeyName, limit: number, continuationToken?: string) => history(deps, key, limit, continuationToken),
     job: (jobId: string) => jobProgress(deps, jobId),

@@ -55,6 +55,11 @@ export function subscriptionOf(resourceId: string): string {
   return (/^\/subscriptions\/([^/]+)/i.exec(resourceId)?.[1] ?? '').toLowerCase();
 }
 
+/** The resource group of an ARM resource id, as written; '' when the id names none. */
+export function resourceGroupOf(resourceId: string): string {
+  return /\/resourceGroups\/([^/]+)/i.exec(resourceId)?.[1] ?? '';
+}
+
 /** Read-only in iothub.json (2023-06-30-preview … 2026-08-01-preview): set by the service, never sent on a write. */
 const READ_ONLY_TOP_LEVEL = ['id', 'name', 'type', 'systemData'];
 const READ_ONLY_IDENTITY = ['principalId', 'tenantId'];

@@ -77,13 +77,21 @@ export function eventIsDue(
       : { due: false, why: `the version expires ${expiresOn.toISOString()}, not yet` };
   }
   const notify = notifyBeforeExpiry ?? DEFAULT_NOTIFY_BEFORE;
-  const opens = subtractIsoDuration(expiresOn, notify) ?? new Date(expiresOn.getTime() - 30 * DAY_MS);
+  const opens = notifyWindowOpens(expiresOn, notifyBeforeExpiry);
   return opens.getTime() <= now.getTime() + EVENT_SLACK_MS
     ? { due: true }
     : {
         due: false,
         why: `the version expires ${expiresOn.toISOString()} and its notify window (${notify}) opens ${opens.toISOString()}`,
       };
+}
+
+/** When Key Vault raises KeyNearExpiry for a version expiring at `expiresOn` (its policy's Notify, else 30 days). */
+export function notifyWindowOpens(expiresOn: Date, notifyBeforeExpiry: string | undefined): Date {
+  return (
+    subtractIsoDuration(expiresOn, notifyBeforeExpiry ?? DEFAULT_NOTIFY_BEFORE) ??
+    new Date(expiresOn.getTime() - 30 * DAY_MS)
+  );
 }
 
 /** `end` minus an ISO 8601 duration: the start that the duration after it would reach `end` (approximately, by days). */

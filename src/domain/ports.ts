@@ -37,6 +37,8 @@ export interface RotationPolicy {
   expiresIn?: string;
   /** The Notify action's `timeBeforeExpiry`: when Key Vault raises KeyNearExpiry. */
   notifyBeforeExpiry?: string;
+  /** When the policy was set; Key Vault answers keys without one with a default policy that has no such date. */
+  createdOn?: Date;
 }
 
 export interface KeyVault {
@@ -47,6 +49,8 @@ export interface KeyVault {
   /** The key's rotation policy (ISO 8601 durations), or undefined when the key has none. */
   getRotationPolicy(key: KeyName): Promise<RotationPolicy | undefined>;
   createVersion(key: KeyName, spec: NewKeyVersionSpec): Promise<KeyVersionDetails>;
+  /** The names of the vault's keys (`vaultUrl` as in KeyName). */
+  listKeys(vaultUrl: string): Promise<KeyName[]>;
 }
 
 export type JsonObject = Record<string, unknown>;

@@ -40,11 +40,37 @@ export function errorResponse(error: unknown, context: InvocationContext): HttpR
   return { status: 500, jsonBody: body('INTERNAL', 'An unexpected error occurred; see the logs for this invocation.') };
 }
 
-/** Runs a handler, answering every failure with a JSON error instead of a crash. */
+/**
+ * How operators prove who they are. With `entra-id`, App Service Authentication signs them in with Entra ID and
+ * passes the principal in headers that no client can set; the routes are then anonymous to the Functions host (it
+ * would still ask for a key) and each request must carry that principal. Otherwise the host checks a function key.
+ * Read when the functions are registered; src/config.ts validates the value.
+ */
+export const operatorSignIn = process.env.ROTATOR_OPERATOR_AUTH?.trim() === 'entra-id';
+export const operatorAuthLevel = operatorSignIn ? 'anonymous' : 'function';
+
+/**
+ * Runs an operator route's handler, answering every failure with a JSON error instead of a crash. With sign-in,
+ * a request App Service did not authenticate (the setting on, the platform's authentication off) is refused.
+ */
 export function handled(
   work: (request: HttpRequest, context: InvocationContext) => Promise<HttpResponseInit>,
+  { signIn = operatorSignIn }: { signIn?: boolean } = {},
 ): (request: HttpRequest, context: InvocationContext) => Promise<HttpResponseInit> {
   return async (request, context) => {
+    if (signIn && !request.headers.get('x-ms-client-principal-id')) {
+      invocationLogger(context).warn('request.unauthenticated', { route: new URL(request.url).pathname });
+      return {
+        status: 401,
+        jsonBody: {
+          error: {
+            code: 'SIGN_IN_REQUIRED',
+            message: 'Sign in with Entra ID: App Service Authentication must be on in front of this app.',
+            invocationId: context.invocationId,
+          },
+        },
+      };
+    }
     try {
       return await work(request, context);
     } catch (error) {

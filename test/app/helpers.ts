@@ -37,6 +37,7 @@ export function stubRotator(overrides: Partial<Rotator> = {}): Rotator {
     rotate: unexpected('rotate'),
     sync: unexpected('sync'),
     reconcile: unexpected('reconcile'),
+    keys: unexpected('keys'),
     status: unexpected('status'),
     history: unexpected('history'),
     job: unexpected('job'),

@@ -1,9 +1,11 @@
 // The HTTP functions, called as the host calls them with @azure/functions' own HttpRequest and InvocationContext:
 // input validation (400 naming the fields), the answers to each error, health.
 import { describe, expect, it, vi } from 'vitest';
+import { dashboardHandler } from '../../functions/dashboard';
 import { healthHandler } from '../../functions/health';
 import { jobStatusHandler } from '../../functions/jobStatus';
 import { keyStatusHandler } from '../../functions/keyStatus';
+import { listKeysHandler } from '../../functions/listKeys';
 import { reconcileNowHandler } from '../../functions/reconcileNow';
 import { rotateKeyHandler } from '../../functions/rotateKey';
 import { rotationHistoryHandler } from '../../functions/rotationHistory';
@@ -20,6 +22,7 @@ import {
   VaultNotAllowedError,
 } from '../../src/domain/errors';
 import type { RotationReport, Rotator } from '../../src/application';
+import { handled } from '../../src/hosting/http';
 import { ConfigInvalidError } from '../../src/hosting/services';
 import { KEY, VAULT, fakeRotator, hubId } from '../fakes/rotator';
 import { errorOf, invocation, request, stubRotator } from './helpers';
@@ -217,5 +220,72 @@ describe('health', () => {
       throw new ConfigInvalidError(['AzureWebJobsStorage: is required']);
     });
     expect(await failing()).toEqual({ status: 503, jsonBody: { status: 'misconfigured' } });
+  });
+});
+
+describe('listKeys', () => {
+  it('answers 200 with the rotator’s key list, and a failure as its error', async () => {
+    const t = fakeRotator();
+    const v1 = t.keyVault.addVersion(KEY);
+    t.hubs.add(hubId('a'), v1.id);
+    const { context } = invocation('listKeys');
+    const response = await listKeysHandler(() => t.rotator)(request({}), context);
+    expect(response.status).toBe(200);
+    expect(response.jsonBody).toMatchObject({ keys: [{ keyId: KEY_ID, hubs: { current: 1 } }], problems: [] });
+    const failing = stubRotator({ keys: () => Promise.reject(new UpstreamUnavailableError('ARM is unavailable')) });
+    const unavailable = await listKeysHandler(() => failing)(request({}), context);
+    expect(unavailable).toMatchObject({ status: 503, headers: { 'retry-after': '30' } });
+  });
+});
+
+describe('dashboard', () => {
+  it('serves the page as HTML that no frame, cache or referrer keeps', async () => {
+    const { context } = invocation('dashboard');
+    const response = await dashboardHandler(() => Promise.resolve('<!doctype html><title>t</title>'))(
+      request({}),
+      context,
+    );
+    expect(response).toMatchObject({
+      status: 200,
+      body: '<!doctype html><title>t</title>',
+      headers: {
+        'content-type': 'text/html; charset=utf-8',
+        'cache-control': 'no-store',
+        'x-frame-options': 'DENY',
+        'referrer-policy': 'no-referrer',
+        'content-security-policy': "frame-ancestors 'none'",
+      },
+    });
+  });
+
+  it('answers 500 as JSON when the page cannot be read, without the file system’s text', async () => {
+    const { context } = invocation('dashboard');
+    const response = await dashboardHandler(() => Promise.reject(new Error('ENOENT: /home/site/wwwroot/x')))(
+      request({}),
+      context,
+    );
+    expect(response.status).toBe(500);
+    expect(JSON.stringify(response.jsonBody)).not.toContain('wwwroot');
+  });
+});
+
+describe('operator sign-in (ROTATOR_OPERATOR_AUTH=entra-id)', () => {
+  const work = vi.fn(() => Promise.resolve({ status: 200, jsonBody: { ok: true } }));
+
+  it('refuses a request App Service did not authenticate, before the handler runs', async () => {
+    const { context, logs } = invocation('keyStatus');
+    const response = await handled(work, { signIn: true })(request({ url: 'http://localhost/api/keys' }), context);
+    expect(response.status).toBe(401);
+    expect(errorOf(response).code).toBe('SIGN_IN_REQUIRED');
+    expect(work).not.toHaveBeenCalled();
+    expect(logs).toContainEqual({ level: 'warning', text: expect.stringContaining('request.unauthenticated') });
+  });
+
+  it('runs the handler for a principal App Service signed in, and needs none with function keys', async () => {
+    const { context } = invocation('keyStatus');
+    const signedIn = request({ headers: { 'x-ms-client-principal-id': '00000000-0000-0000-0000-0000000000aa' } });
+    expect((await handled(work, { signIn: true })(signedIn, context)).status).toBe(200);
+    expect((await handled(work, { signIn: false })(request({}), context)).status).toBe(200);
+    expect(work).toHaveBeenCalledTimes(2);
   });
 });

@@ -41,6 +41,8 @@ describe('function registrations (dist/main.js, as built by npm run build)', () 
       jobStatus: { trigger: 'httpTrigger', route: 'jobs/{id}', methods: ['GET'], authLevel: 'function' },
       hubSteps: { trigger: 'queueTrigger' },
       hubStepsPoison: { trigger: 'queueTrigger' },
+      listKeys: { trigger: 'httpTrigger', route: 'keys', methods: ['GET'], authLevel: 'function' },
+      dashboard: { trigger: 'httpTrigger', route: 'dashboard', methods: ['GET'], authLevel: 'function' },
     });
   });
 

@@ -98,6 +98,13 @@ export class FakeKeyVault implements KeyVault {
     return Promise.resolve(this.policies.get(keyUrl(key))?.expiresIn);
   }
 
+  listKeys(vaultUrl: string): Promise<KeyName[]> {
+    const first = [...this.versions.values()].map((list) => list[0]);
+    return Promise.resolve(
+      first.flatMap((v) => (v?.vaultUrl === vaultUrl ? [{ vaultUrl, name: v.name }] : [])),
+    );
+  }
+
   async createVersion(key: KeyName, spec: NewKeyVersionSpec): Promise<KeyVersionDetails> {
     const list = this.versions.get(keyUrl(key)) ?? [];
     const latest = Math.max(...list.map((v) => v.createdOn.getTime()), this.clock.now().getTime());

@@ -21,7 +21,7 @@ import { loadFunctionApp } from '../../host/registry';
 
 const ZIP = 'dist/cmk-rotator.zip';
 const STAGED = 'dist/app';
-const PACKAGE_FILES = ['host.json', 'main.js', 'main.js.map', 'package.json'];
+const PACKAGE_FILES = ['dashboard.html', 'host.json', 'main.js', 'main.js.map', 'package.json'];
 
 /** What the app must register (the Event Grid subscription and the docs depend on these). */
 const EXPECTED_FUNCTIONS = [
@@ -36,6 +36,8 @@ const EXPECTED_FUNCTIONS = [
   { name: 'jobStatus', triggerType: 'httpTrigger', methods: ['GET'], route: 'jobs/{id}', authLevel: 'function' },
   { name: 'hubSteps', triggerType: 'queueTrigger' },
   { name: 'hubStepsPoison', triggerType: 'queueTrigger' },
+  { name: 'listKeys', triggerType: 'httpTrigger', methods: ['GET'], route: 'keys', authLevel: 'function' },
+  { name: 'dashboard', triggerType: 'httpTrigger', methods: ['GET'], route: 'dashboard', authLevel: 'function' },
 ];
 
 /** The settings the app needs to start, as the template sets them in Azure (values are placeholders). */

@@ -37,6 +37,7 @@ describe('loadConfig', () => {
       ROTATOR_ARM_ENDPOINT: 'https://management.usgovcloudapi.net/',
       ROTATOR_IOTHUB_API_VERSION: ' 2023-06-30-preview ',
       ROTATOR_RECONCILE_SCHEDULE: '0 */30 * * * *',
+      ROTATOR_OPERATOR_AUTH: 'entra-id',
       AZURE_CLIENT_ID: '00000000-0000-0000-0000-0000000000cc',
       AzureWebJobsStorage: STORAGE,
       UNRELATED_SETTING: 'ignored',
@@ -52,6 +53,7 @@ describe('loadConfig', () => {
       armEndpoint: 'https://management.usgovcloudapi.net',
       iotHubApiVersion: '2023-06-30-preview',
       reconcileSchedule: '0 */30 * * * *',
+      operatorAuth: 'entra-id',
       managedIdentityClientId: '00000000-0000-0000-0000-0000000000cc',
       storage: { kind: 'connectionString', connectionString: STORAGE },
     });
@@ -76,6 +78,7 @@ describe('loadConfig', () => {
       armEndpoint: 'https://management.azure.com',
       iotHubApiVersion: '2025-08-01-preview',
       reconcileSchedule: '0 0 * * * *',
+      operatorAuth: 'function-key',
       storage: { kind: 'connectionString', connectionString: 'UseDevelopmentStorage=true' },
     });
   });
@@ -95,6 +98,7 @@ describe('loadConfig', () => {
       ROTATOR_DEFAULT_KEY_VALIDITY_DAYS: 'ninety',
       ROTATOR_HUB_CLAIM_SECONDS: '0',
       ROTATOR_ARM_ENDPOINT: 'http://management.azure.com',
+      ROTATOR_OPERATOR_AUTH: 'entra',
     });
     const settings = error.problems.map((p) => p.split(':')[0]);
     expect(settings.sort()).toEqual(
@@ -104,6 +108,7 @@ describe('loadConfig', () => {
         'ROTATOR_ARM_ENDPOINT',
         'ROTATOR_DEFAULT_KEY_VALIDITY_DAYS',
         'ROTATOR_HUB_CLAIM_SECONDS',
+        'ROTATOR_OPERATOR_AUTH',
         'ROTATOR_SUBSCRIPTION_IDS',
       ].sort(),
     );
@@ -111,6 +116,7 @@ describe('loadConfig', () => {
     expect(error.message).toContain('must be a whole number from 1 to 3650 (got "ninety")');
     expect(error.message).toContain('ROTATOR_HUB_CLAIM_SECONDS: must be a whole number from 1 to 3600');
     expect(error.message).toContain('(got "0")');
+    expect(error.message).toContain('ROTATOR_OPERATOR_AUTH: must be function-key or entra-id');
     for (const problem of error.problems) expect(error.message).toContain(problem);
   });
 
