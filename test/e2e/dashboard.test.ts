@@ -139,7 +139,7 @@ describe('the dashboard on the sandbox story', () => {
     await expect.poll(() => failed.count(), { timeout: 60_000, interval: 1000 }).toBe(1);
     expect(await failed.locator('.chip').textContent()).toBe('failed');
     expect(await failed.locator('.error-text').textContent()).toContain('KeyVaultAccessForbidden');
-    expect(await failed.locator('th').evaluate((e) => getComputedStyle(e).color)).toBe('rgb(164, 14, 38)');
+    expect(await failed.locator('th').evaluate('(e) => getComputedStyle(e).color')).toBe('rgb(164, 14, 38)');
     await expect.poll(() => keyRow(KEY_ID).locator('.health').textContent()).toBe('At risk');
     expect(await keyRow(KEY_ID).locator('.reasons').textContent()).toContain('1 hub failed to move');
     await expect.poll(() => page.locator('table.audit tbody .chip.failed').count()).toBeGreaterThan(0);
@@ -178,7 +178,7 @@ describe('the dashboard on the sandbox story', () => {
       const view = await context.newPage();
       await view.goto(sandbox.dashboardUrl);
       await view.locator('#hub-rows tbody tr').first().waitFor();
-      const overflow = await view.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+      const overflow = await view.evaluate<number>('document.documentElement.scrollWidth - window.innerWidth');
       expect(overflow, `horizontal overflow at ${viewport.width}px`).toBeLessThanOrEqual(0);
       const stamp = view.locator('table.audit time').first();
       const [utc, shown, datetime] = await Promise.all([
