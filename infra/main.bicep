@@ -42,6 +42,12 @@ param notifyDaysBeforeExpiry int = 30
 @description('NCRONTAB schedule of the drift reconciliation timer.')
 param reconcileSchedule string = '0 0 * * * *'
 
+@description('Client id of an Entra ID app registration for operator sign-in: App Service Authentication then stands in front of the app, and operators sign in (dashboard) or bring an Entra ID token (API) instead of a function key. Empty: function keys.')
+param operatorSignInClientId string = ''
+
+@description('Tenant of that app registration. Default: this deployment\'s tenant.')
+param operatorSignInTenantId string = tenant().tenantId
+
 @description('Creation time of the example key; only its default (the deployment time) is meant to be used.')
 param exampleKeyCreatedAt string = utcNow()
 
@@ -185,6 +191,8 @@ module functionApp 'modules/function-app.bicep' = {
     keyValidityDays: keyValidityDays
     nearExpiryDays: nearExpiryDays
     reconcileSchedule: reconcileSchedule
+    operatorSignInClientId: operatorSignInClientId
+    operatorSignInTenantId: operatorSignInTenantId
   }
 }
 

@@ -17,6 +17,11 @@ param outcomeTopicEndpoint string
 param keyValidityDays int
 param nearExpiryDays int
 param reconcileSchedule string
+@description('Client id of the Entra ID app registration operators sign in with (App Service Authentication). Empty: operators use a function key.')
+param operatorSignInClientId string
+param operatorSignInTenantId string
+
+var operatorSignIn = !empty(operatorSignInClientId)
 
 resource plan 'Microsoft.Web/serverfarms@2024-11-01' = {
   name: 'plan-${resourceToken}'
@@ -98,6 +103,53 @@ resource site 'Microsoft.Web/sites@2024-11-01' = {
       // This cloud's ARM endpoint (the app drops the trailing slash).
       ROTATOR_ARM_ENDPOINT: environment().resourceManager
       ROTATOR_RECONCILE_SCHEDULE: reconcileSchedule
+      // With sign-in, the operator routes take no function key: App Service Authentication lets only signed-in
+      // callers through, and the app checks the principal it passes on.
+      ROTATOR_OPERATOR_AUTH: operatorSignIn ? 'entra-id' : 'function-key'
+    }
+  }
+
+  // App Service Authentication in front of the app: browsers are sent to Entra ID to sign in, API clients bring an
+  // Entra ID token for the registration. Health and Event Grid's webhook (the extension's system key guards it) stay
+  // reachable without one. No client secret is configured: sign-in uses ID tokens, which the registration must issue.
+  resource signIn 'config' = if (operatorSignIn) {
+    name: 'authsettingsV2'
+    properties: {
+      platform: {
+        enabled: true
+      }
+      globalValidation: {
+        requireAuthentication: true
+        unauthenticatedClientAction: 'RedirectToLoginPage'
+        redirectToProvider: 'azureactivedirectory'
+        excludedPaths: [
+          '/api/health'
+          '/runtime/webhooks/eventgrid'
+        ]
+      }
+      identityProviders: {
+        azureActiveDirectory: {
+          enabled: true
+          registration: {
+            clientId: operatorSignInClientId
+            openIdIssuer: '${environment().authentication.loginEndpoint}${operatorSignInTenantId}/v2.0'
+          }
+          validation: {
+            allowedAudiences: [
+              operatorSignInClientId
+              'api://${operatorSignInClientId}'
+            ]
+          }
+        }
+      }
+      login: {
+        tokenStore: {
+          enabled: true
+        }
+      }
+      httpSettings: {
+        requireHttps: true
+      }
     }
   }
 }

@@ -100,9 +100,7 @@ export class FakeKeyVault implements KeyVault {
 
   listKeys(vaultUrl: string): Promise<KeyName[]> {
     const first = [...this.versions.values()].map((list) => list[0]);
-    return Promise.resolve(
-      first.flatMap((v) => (v?.vaultUrl === vaultUrl ? [{ vaultUrl, name: v.name }] : [])),
-    );
+    return Promise.resolve(first.flatMap((v) => (v?.vaultUrl === vaultUrl ? [{ vaultUrl, name: v.name }] : [])));
   }
 
   async createVersion(key: KeyName, spec: NewKeyVersionSpec): Promise<KeyVersionDetails> {

@@ -118,13 +118,15 @@ function module(label: string, template: ArmTemplate = main): Placed {
   return found;
 }
 
+const siteConfig = (name: 'appsettings' | 'authsettingsV2'): Placed[] =>
+  ofType('Microsoft.Web/sites/config').filter((p) => JSON.stringify(p.resource.name).includes(`'${name}'`));
 function appSettings(): Record<string, unknown> {
-  const [config, ...more] = ofType('Microsoft.Web/sites/config');
+  const [config, ...more] = siteConfig('appsettings');
   expect(more).toEqual([]);
   return config!.resource.properties as Record<string, unknown>;
 }
 function tracedSetting(name: string): string {
-  const [config] = ofType('Microsoft.Web/sites/config');
+  const [config] = siteConfig('appsettings');
   return trace(appSettings()[name], contextOf(config!));
 }
 
@@ -175,6 +177,26 @@ describe('app settings (compiled)', () => {
       contextOf(key),
     );
     expect(notify).toContain('must be less than keyValidityDays');
+  });
+});
+
+describe('operator sign-in (compiled)', () => {
+  it('puts App Service Authentication in front only with a client id, and tells the app to expect its principal', () => {
+    const [auth, ...more] = siteConfig('authsettingsV2');
+    expect(more).toEqual([]);
+    expect(auth!.resource.condition).toBeDefined();
+    expect(trace(auth!.resource.condition, contextOf(auth!))).toContain("parameters('operatorSignInClientId')");
+    expect(tracedSetting('ROTATOR_OPERATOR_AUTH')).toMatch(/'entra-id'.*'function-key'/);
+    const settings = auth!.resource.properties;
+    expect(settings.globalValidation).toMatchObject({
+      requireAuthentication: true,
+      unauthenticatedClientAction: 'RedirectToLoginPage',
+    });
+    // Health stays anonymous, and Event Grid cannot sign in: its webhook is guarded by the extension's system key.
+    expect(settings.globalValidation.excludedPaths).toEqual(['/api/health', '/runtime/webhooks/eventgrid']);
+    expect(
+      trace(settings.identityProviders.azureActiveDirectory.registration.openIdIssuer, contextOf(auth!)),
+    ).toContain('environment().authentication.loginEndpoint');
   });
 });
 
