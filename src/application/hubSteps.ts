@@ -268,7 +268,7 @@ export class HubSteps {
       if (operation.status === 'failed') {
         // The hub rolled back. A failure ARM reports as internal or temporary is worth a new read and PUT (after a
         // backoff, counted); any other (e.g. the hub cannot use the key) is final.
-        const text = `ARM reported the update of hub ${task.hubId} as failed${operation.error ? `: ${operation.error}` : ''}.`;
+        const text = `ARM reported the update of hub ${task.hubId} as failed${operation.error ? `: ${operation.error.replace(/\.+$/, '')}` : ''}.`;
         const error = TRANSIENT_OPERATION_ERRORS.test(operation.error ?? '')
           ? new UpstreamUnavailableError(text)
           : new UpstreamRejectedError('HUB_UPDATE_FAILED', text);

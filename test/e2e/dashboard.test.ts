@@ -14,6 +14,11 @@ const OTHER_KEY_ID = 'https://demo.vault.azure.net/keys/telemetry-cmk';
 const MOVED = ['hub-eus-energy', 'hub-eus-retail', 'hub-weu-factory', 'hub-weu-fleet', 'hub-weu-labs'];
 const SCREENSHOTS = process.env.UPDATE_SCREENSHOTS === '1' ? path.resolve('docs') : undefined;
 
+/** The browser's globals used inside page functions (the tests type-check without the DOM library). */
+interface BrowserWindow {
+  getComputedStyle(element: unknown): { color: string };
+}
+
 let sandbox: RunningSandbox;
 let browser: Browser;
 let page: Page;
@@ -139,7 +144,11 @@ describe('the dashboard on the sandbox story', () => {
     await expect.poll(() => failed.count(), { timeout: 60_000, interval: 1000 }).toBe(1);
     expect(await failed.locator('.chip').textContent()).toBe('failed');
     expect(await failed.locator('.error-text').textContent()).toContain('KeyVaultAccessForbidden');
-    expect(await failed.locator('th').evaluate('(e) => getComputedStyle(e).color')).toBe('rgb(164, 14, 38)');
+    // Red as the stylesheet paints it (the chip says "failed" in words too).
+    const color = await failed
+      .locator('th')
+      .evaluate((e) => (globalThis as unknown as BrowserWindow).getComputedStyle(e).color);
+    expect(color).toBe('rgb(164, 14, 38)');
     await expect.poll(() => keyRow(KEY_ID).locator('.health').textContent()).toBe('At risk');
     expect(await keyRow(KEY_ID).locator('.reasons').textContent()).toContain('1 hub failed to move');
     await expect.poll(() => page.locator('table.audit tbody .chip.failed').count()).toBeGreaterThan(0);
