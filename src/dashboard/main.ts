@@ -10,7 +10,11 @@ import { HubTable } from './hubTable';
 import { keysTable } from './keysTable';
 import { timeline } from './timeline';
 
-const REFRESH_MS = 5_000;
+/**
+ * Each refresh lists the hubs of every subscription (ARM reads, from the same budget rotations draw on): often
+ * while a job moves hubs, so it can be watched live, and rarely otherwise.
+ */
+const REFRESH_MS = { moving: 5_000, idle: 15_000 };
 const AUDIT_PAGE = 20;
 /**
  * The function key the operator opened the page with (`?code=`, as Azure Functions accepts it). It stays in the
@@ -42,8 +46,10 @@ function showError(error: unknown) {
 
 async function refresh() {
   window.clearTimeout(timer);
+  let moving = false;
   try {
     const list = await api.get<KeyList>('keys');
+    moving = list.keys.some((k) => k.job && !k.job.done);
     if (!selected || !list.keys.some((k) => k.keyId === selected)) {
       selected = (list.keys.find((k) => k.health.level === 'red') ?? list.keys[0])?.keyId;
     }
@@ -56,7 +62,7 @@ async function refresh() {
   } catch (error) {
     showError(error);
   } finally {
-    if (!document.hidden) timer = window.setTimeout(() => void refresh(), REFRESH_MS);
+    if (!document.hidden) timer = window.setTimeout(() => void refresh(), moving ? REFRESH_MS.moving : REFRESH_MS.idle);
   }
 }
 
