@@ -57,6 +57,12 @@ export class FakeKeyVault implements KeyVaultCrypto {
     );
   }
 
+  unwrapRefusal(id: string): KeyUseError | undefined {
+    const version = this.versions.get(id.toLowerCase());
+    if (!version) return new KeyUseError('KeyNotFound', `Key ${id} was not found.`);
+    return version.enabled ? undefined : new KeyUseError('KeyDisabled', `Key ${id} is disabled.`);
+  }
+
   private use(id: string, operation: (v: { publicKey: KeyObject; privateKey: KeyObject }) => Buffer): Promise<Buffer> {
     const version = this.versions.get(id.toLowerCase());
     if (!version) return Promise.reject(new KeyUseError('KeyNotFound', `Key ${id} was not found.`));
