@@ -31,6 +31,7 @@ import type {
   Logger,
   Outcome,
   OutcomePublisher,
+  RevocationLedger,
   StepQueue,
   Trigger,
 } from '../domain/ports';
@@ -45,6 +46,10 @@ export interface RotationSettings extends StepTiming {
   stepLeaseMs: number;
   /** The reconciler rotates a key whose newest live version expires within this many days. */
   nearExpiryDays: number;
+  /** POST /api/keys/retire disables a version only once a newer usable one has been usable this long (days). */
+  retireGraceDays: number;
+  /** When set, the reconciler retires versions itself, with this grace period (days). */
+  retireAfterDays?: number;
 }
 
 export interface Dependencies {
@@ -53,6 +58,7 @@ export interface Dependencies {
   audit: AuditLog;
   outcomes: OutcomePublisher;
   jobs: JobStore;
+  revocations: RevocationLedger;
   steps: StepQueue;
   lock: KeyLock;
   clock: Clock;
