@@ -39,6 +39,10 @@ describe('function registrations (dist/main.js, as built by npm run build)', () 
       reconcile: { trigger: 'timerTrigger', schedule: '0 */30 * * * *' },
       health: { trigger: 'httpTrigger', route: 'health', methods: ['GET'], authLevel: 'anonymous' },
       jobStatus: { trigger: 'httpTrigger', route: 'jobs/{id}', methods: ['GET'], authLevel: 'function' },
+      retireVersions: { trigger: 'httpTrigger', route: 'keys/retire', methods: ['POST'], authLevel: 'function' },
+      keyImpact: { trigger: 'httpTrigger', route: 'keys/impact', methods: ['GET'], authLevel: 'function' },
+      revokeKey: { trigger: 'httpTrigger', route: 'keys/revoke', methods: ['POST'], authLevel: 'function' },
+      restoreKey: { trigger: 'httpTrigger', route: 'keys/restore', methods: ['POST'], authLevel: 'function' },
       hubSteps: { trigger: 'queueTrigger' },
       hubStepsPoison: { trigger: 'queueTrigger' },
     });
