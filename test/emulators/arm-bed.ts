@@ -41,8 +41,16 @@ export class FakeKeyVault implements KeyVaultCrypto {
   }
 
   disable(id: string): void {
+    this.setEnabled(id, false);
+  }
+
+  enable(id: string): void {
+    this.setEnabled(id, true);
+  }
+
+  private setEnabled(id: string, enabled: boolean): void {
     const version = this.versions.get(id.toLowerCase());
-    if (version) version.enabled = false;
+    if (version) version.enabled = enabled;
   }
 
   wrapKey(id: string, plaintext: Buffer): Promise<Buffer> {
