@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SUB_A, SUB_B, startHarness } from '../support/harness';
 import type { Harness, HubRef } from '../support/harness';
 import { auditOf, hub, keyIdOf, keyVaultEvent, versions } from '../support/fleet';
+import type { RestoreReport, RetireReport, RevokeReport } from '../../src/application';
 
 describe('key lifecycle through the local host', () => {
   let h: Harness;
@@ -26,7 +27,11 @@ describe('key lifecycle through the local host', () => {
   const enabledOf = async (name: string) =>
     Object.fromEntries((await versions(h, name)).map((v) => [v.version!, v.enabled]));
   const stateOf = (ref: HubRef) => (h.stack.arm.getHub(ref)?.properties as { state?: string } | undefined)?.state;
-  const post = (route: string, body: unknown) => h.api('POST', `/api/keys/${route}`, body);
+  /** The routes answer JSON: typed as the report the test expects (an error answer carries only `error`). */
+  const post = <T = { error?: { details?: unknown } }>(
+    route: string,
+    body: unknown,
+  ): Promise<{ status: number; body: T }> => h.api('POST', `/api/keys/${route}`, body);
   const versionOf = (id: string) => id.split('/').pop()!;
   const outcomesOf = (type: string, name: string) =>
     h.outcomes().filter((o) => o.type === type && JSON.stringify(o.data).includes(`/keys/${name}`));
@@ -38,11 +43,11 @@ describe('key lifecycle through the local host', () => {
     await h.seedHub(onOld, v1!);
     await h.seedHub(onNewest, v4!);
     const keyId = keyIdOf('retire-cmk');
-    const decisions = (body: { versions: { version: string; decision: string; reason?: string }[] }) =>
+    const decisions = (body: RetireReport) =>
       Object.fromEntries(body.versions.map((v) => [v.version, v.reason ?? v.decision]));
 
     // The default grace period (7 days): the unreferenced versions were superseded seconds ago.
-    const graced = await post('retire', { keyId, dryRun: true });
+    const graced = await post<RetireReport>('retire', { keyId, dryRun: true });
     expect(graced.status).toBe(200);
     expect(decisions(graced.body)).toEqual({
       [versionOf(v4!)]: 'newest-usable',
@@ -56,11 +61,11 @@ describe('key lifecycle through the local host', () => {
     expect(old).toMatchObject({ detail: 'referenced by 1 hub', hubIds: [expect.stringMatching(/\/retire-old$/)] });
 
     // Without a grace period a dry run names what it would disable, and disables nothing.
-    const dry = await post('retire', { keyId, dryRun: true, graceDays: 0 });
+    const dry = await post<RetireReport>('retire', { keyId, dryRun: true, graceDays: 0 });
     expect(dry.body.retired.sort()).toEqual([versionOf(v2!), versionOf(v3!)].sort());
     expect(Object.values(await enabledOf('retire-cmk'))).toEqual([true, true, true, true]);
 
-    const real = await post('retire', { keyId, graceDays: 0 });
+    const real = await post<RetireReport>('retire', { keyId, graceDays: 0 });
     expect(real.status).toBe(200);
     expect(decisions(real.body)).toEqual({
       [versionOf(v4!)]: 'newest-usable',
@@ -86,7 +91,7 @@ describe('key lifecycle through the local host', () => {
     ).toEqual([v2!, v3!].sort());
 
     // Again: nothing left to retire.
-    const again = await post('retire', { keyId, graceDays: 0 });
+    const again = await post<RetireReport>('retire', { keyId, graceDays: 0 });
     expect(again.body.retired).toEqual([]);
     expect(decisions(again.body)[versionOf(v2!)]).toBe('already-disabled');
   }, 90_000);
@@ -120,7 +125,7 @@ describe('key lifecycle through the local host', () => {
     expect(unknown.status).toBe(404);
 
     // The preview (dryRun defaults to true): every enabled version, the hubs that go dark; nothing changes.
-    const preview = await post('revoke', { keyId });
+    const preview = await post<RevokeReport>('revoke', { keyId });
     expect(preview.status).toBe(200);
     expect(preview.body).toMatchObject({ status: 'planned', dryRun: true });
     expect(preview.body.versions.sort()).toEqual([v0, v1, v2].map((v) => versionOf(v!)).sort());
@@ -132,13 +137,13 @@ describe('key lifecycle through the local host', () => {
     ]) {
       const refused = await post('revoke', body);
       expect(refused.status).toBe(400);
-      expect(refused.body.error.details).toEqual([{ field: 'confirm', message: expect.stringContaining('life-cmk') }]);
+      expect(refused.body.error?.details).toEqual([{ field: 'confirm', message: expect.stringContaining('life-cmk') }]);
     }
     expect(Object.values(await enabledOf('life-cmk'))).toEqual([true, true, true]);
     expect((await auditOf(h, 'life-cmk')).filter((r) => r.result === 'revoked')).toEqual([]);
     expect(stateOf(onV1)).toBe('Active');
 
-    const revoked = await post('revoke', { keyId, dryRun: false, confirm: 'life-cmk' });
+    const revoked = await post<RevokeReport>('revoke', { keyId, dryRun: false, confirm: 'life-cmk' });
     expect(revoked.status).toBe(200);
     expect(revoked.body).toMatchObject({ status: 'revoked' });
     expect(Object.values(await enabledOf('life-cmk'))).toEqual([false, false, false]);
@@ -173,11 +178,11 @@ describe('key lifecycle through the local host', () => {
 
     // Restore: needs the name too; re-enables exactly what the revocation disabled; the hubs read their data again.
     expect((await post('restore', { keyId })).status).toBe(400);
-    const restorePlan = await post('restore', { keyId, dryRun: true });
+    const restorePlan = await post<RestoreReport>('restore', { keyId, dryRun: true });
     expect(restorePlan.body).toMatchObject({ status: 'planned' });
     expect(names(restorePlan.body.hubs)).toEqual(['life-v1', 'life-v2']);
     expect(Object.values(await enabledOf('life-cmk'))).toEqual([false, false, false]);
-    const restored = await post('restore', { keyId, confirm: 'life-cmk' });
+    const restored = await post<RestoreReport>('restore', { keyId, confirm: 'life-cmk' });
     expect(restored.status).toBe(200);
     expect(restored.body.versions.sort()).toEqual([v0, v1, v2].map((v) => versionOf(v!)).sort());
     expect(Object.values(await enabledOf('life-cmk'))).toEqual([true, true, true]);
@@ -198,7 +203,12 @@ describe('key lifecycle through the local host', () => {
     await h.seedHub(onV2, v2!);
     const keyId = keyIdOf('one-cmk');
 
-    const revoked = await post('revoke', { keyId, version: versionOf(v1!), dryRun: false, confirm: 'one-cmk' });
+    const revoked = await post<RevokeReport>('revoke', {
+      keyId,
+      version: versionOf(v1!),
+      dryRun: false,
+      confirm: 'one-cmk',
+    });
     expect(revoked.status).toBe(200);
     expect(revoked.body).toMatchObject({
       versions: [versionOf(v1!)],
