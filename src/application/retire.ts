@@ -7,7 +7,7 @@ import { hubsOfKey, retireDecisions } from '../domain/lifecycle';
 import type { KeepReason, RetireDecision } from '../domain/lifecycle';
 import { isLive, unusableReasons } from '../domain/keyPolicy';
 import type { HubDocument, KeyVersionSummary, Trigger } from '../domain/ports';
-import { assertAllowed, auditRecord, publish } from './context';
+import { assertAllowed, auditRecord, planAndApply, publish } from './context';
 import type { Dependencies, Invocation } from './context';
 
 export interface VersionDecision {
@@ -52,33 +52,30 @@ export async function retire(
   assertAllowed(deps, key);
   const graceDays = options.graceDays ?? deps.settings.retireGraceDays;
   const trigger = options.trigger ?? 'manual-retire';
-  const decide = async () => {
-    const versions = await deps.keyVault.listVersions(key);
-    const hubs = hubsOfKey(options.hubs ?? (await deps.hubs.listAll()), key);
-    return retireDecisions(versions, await usableVersions(deps, key, versions), hubs, graceDays, deps.clock.now());
-  };
-  const report = (decisions: RetireDecision[], done: ReadonlySet<string>): RetireReport => ({
-    keyId: keyUrl(key),
-    trigger,
-    dryRun: options.dryRun,
-    graceDays,
-    versions: decisions.map((d) => decisionView(d, done)),
-    retired: decisions.filter((d) => d.decision === 'disable').map((d) => d.version.version),
-    correlationId: invocation.correlationId,
-  });
-  // A dry run takes no lease: it writes nothing, not even a lock row.
-  if (options.dryRun) return report(await decide(), new Set());
-  return deps.lock.runExclusive(key, async (lease) => {
-    const decisions = await decide();
-    const done = new Set<string>();
-    for (const d of decisions) {
-      if (d.decision !== 'disable') continue;
-      lease.assertHeld();
-      await deps.keyVault.setEnabled(key, d.version.version, false);
-      done.add(d.version.version);
-      await recordRetired(deps, key, d.version, { trigger, graceDays }, invocation);
-    }
-    return report(decisions, done);
+  return planAndApply(deps, key, options.dryRun, {
+    plan: async () => {
+      const versions = await deps.keyVault.listVersions(key);
+      const hubs = hubsOfKey(options.hubs ?? (await deps.hubs.listAll()), key);
+      const usable = await usableVersions(deps, key, versions);
+      return retireDecisions(versions, usable, hubs, graceDays, deps.clock.now());
+    },
+    apply: async (decisions, lease) => {
+      for (const d of decisions) {
+        if (d.decision !== 'disable') continue;
+        lease.assertHeld();
+        await deps.keyVault.setEnabled(key, d.version.version, false);
+        await recordRetired(deps, key, d.version, { trigger, graceDays }, invocation);
+      }
+    },
+    answer: (decisions, applied): RetireReport => ({
+      keyId: keyUrl(key),
+      trigger,
+      dryRun: options.dryRun,
+      graceDays,
+      versions: decisions.map((d) => decisionView(d, applied)),
+      retired: decisions.filter((d) => d.decision === 'disable').map((d) => d.version.version),
+      correlationId: invocation.correlationId,
+    }),
   });
 }
 
@@ -97,11 +94,12 @@ async function usableVersions(
   return usable;
 }
 
-function decisionView(d: RetireDecision, done: ReadonlySet<string>): VersionDecision {
+/** A decision as answered: once applied, a `disable` is `disabled`. */
+function decisionView(d: RetireDecision, applied: boolean): VersionDecision {
   const v = d.version;
   const base = { id: v.id, version: v.version, enabled: v.enabled, createdOn: v.createdOn.toISOString() };
   if (d.decision === 'disable') {
-    return done.has(v.version) ? { ...base, enabled: false, decision: 'disabled' } : { ...base, decision: 'disable' };
+    return applied ? { ...base, enabled: false, decision: 'disabled' } : { ...base, decision: 'disable' };
   }
   return { ...base, decision: 'keep', reason: d.reason, detail: d.detail, ...(d.hubIds ? { hubIds: d.hubIds } : {}) };
 }

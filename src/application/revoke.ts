@@ -9,7 +9,7 @@ import { assertConfirmed, hubsOfKey, impactOf, usesVersion, versionsToRevoke } f
 import type { HubImpact } from '../domain/lifecycle';
 import { newestFirst } from '../domain/keyPolicy';
 import type { KeyVersionSummary, Revocation } from '../domain/ports';
-import { assertAllowed, auditRecord, publish } from './context';
+import { assertAllowed, auditRecord, planAndApply, publish } from './context';
 import type { Dependencies, Invocation } from './context';
 
 export interface ImpactReport {
@@ -58,8 +58,8 @@ export async function activeRevocation(deps: Dependencies, key: KeyName): Promis
 export async function impact(deps: Dependencies, key: KeyName, version?: string): Promise<ImpactReport> {
   assertAllowed(deps, key);
   const versions = await deps.keyVault.listVersions(key);
-  const named = version && findVersion(key, versions, version);
-  const { affected, unaffected } = await hubImpact(deps, key, versions, named || undefined);
+  const named = version === undefined ? undefined : findVersion(key, versions, version);
+  const { affected, unaffected } = await hubImpact(deps, key, versions, named);
   return { keyId: keyUrl(key), ...(named ? { version: named } : {}), hubs: affected, unaffected };
 }
 
@@ -72,48 +72,46 @@ export async function revoke(
   assertAllowed(deps, key);
   // Refused before anything is read or written: a real revocation must be confirmed.
   if (!options.dryRun) assertConfirmed(key, options.confirm);
-  const plan = async () => {
-    const versions = await deps.keyVault.listVersions(key);
-    const version = options.version && findVersion(key, versions, options.version);
-    const { affected } = await hubImpact(deps, key, versions, version || undefined);
-    return { version, toDisable: versionsToRevoke(versions, version || undefined), affected };
-  };
-  const report = (p: Awaited<ReturnType<typeof plan>>, status: RevokeReport['status']): RevokeReport => ({
-    keyId: keyUrl(key),
-    dryRun: options.dryRun,
-    ...(p.version ? { version: p.version } : {}),
-    status,
-    versions: p.toDisable.map((v) => v.version),
-    hubs: p.affected,
-    ...(status === 'planned' ? { next: `to revoke, send "dryRun": false and "confirm": "${key.name}"` } : {}),
-    correlationId: invocation.correlationId,
-  });
-  if (options.dryRun) return report(await plan(), 'planned');
-  return deps.lock.runExclusive(key, async (lease) => {
-    const p = await plan();
-    const disabling = p.toDisable.map((v) => v.version);
-    // An earlier revocation not restored yet keeps its versions: one restore brings back everything revoked.
-    const earlier = await activeRevocation(deps, key);
-    await deps.revocations.record({
-      key,
-      versions: [...new Set([...(earlier?.versions ?? []), ...disabling])],
-      ...(p.version ? { version: p.version } : {}),
-      revokedAt: deps.clock.now(),
+  return planAndApply(deps, key, options.dryRun, {
+    plan: async () => {
+      const versions = await deps.keyVault.listVersions(key);
+      const version = options.version === undefined ? undefined : findVersion(key, versions, options.version);
+      const { affected } = await hubImpact(deps, key, versions, version);
+      return { version, toDisable: versionsToRevoke(versions, version).map((v) => v.version), affected };
+    },
+    apply: async ({ version, toDisable, affected }, lease) => {
+      // An earlier revocation not restored yet keeps its versions: one restore brings back everything revoked.
+      const earlier = await activeRevocation(deps, key);
+      await deps.revocations.record({
+        key,
+        versions: [...new Set([...(earlier?.versions ?? []), ...toDisable])],
+        ...(version ? { version } : {}),
+        revokedAt: deps.clock.now(),
+        correlationId: invocation.correlationId,
+      });
+      for (const v of toDisable) {
+        lease.assertHeld();
+        await deps.keyVault.setEnabled(key, v, false);
+      }
+      invocation.log.warn('key.revoked', { key: keyLabel(key), versions: toDisable.join(','), hubs: affected.length });
+      await recordChange(deps, invocation, key, {
+        result: 'revoked',
+        type: 'CmkRotator.KeyRevoked',
+        versions: toDisable,
+        hubs: affected,
+        message: `${version ? `version ${version}` : 'the key'} revoked: disabled ${describeVersions(toDisable)}; ${affected.length} hub(s) lose access`,
+      });
+    },
+    answer: ({ version, toDisable, affected }, applied): RevokeReport => ({
+      keyId: keyUrl(key),
+      dryRun: options.dryRun,
+      ...(version ? { version } : {}),
+      status: applied ? 'revoked' : 'planned',
+      versions: toDisable,
+      hubs: affected,
+      ...(applied ? {} : { next: `to revoke, send "dryRun": false and "confirm": "${key.name}"` }),
       correlationId: invocation.correlationId,
-    });
-    for (const version of disabling) {
-      lease.assertHeld();
-      await deps.keyVault.setEnabled(key, version, false);
-    }
-    invocation.log.warn('key.revoked', { key: keyLabel(key), versions: disabling.join(','), hubs: p.affected.length });
-    await recordChange(deps, invocation, key, {
-      result: 'revoked',
-      type: 'CmkRotator.KeyRevoked',
-      versions: disabling,
-      hubs: p.affected,
-      message: `${p.version ? `version ${p.version}` : 'the key'} revoked: disabled ${describeVersions(disabling)}; ${p.affected.length} hub(s) lose access`,
-    });
-    return report(p, 'revoked');
+    }),
   });
 }
 
@@ -125,43 +123,43 @@ export async function restore(
 ): Promise<RestoreReport> {
   assertAllowed(deps, key);
   if (!options.dryRun) assertConfirmed(key, options.confirm);
-  const plan = async () => {
-    const last = await deps.revocations.last(key);
-    if (!last || last.restoredAt) throw new NotRevokedError(keyUrl(key), last?.restoredAt);
-    const versions = await deps.keyVault.listVersions(key);
-    // Versions deleted since the revocation cannot be enabled; the rest are exactly what it disabled.
-    const restoring = versions.filter((v) => last.versions.some((r) => r.toLowerCase() === v.version.toLowerCase()));
-    const hubs = hubsOfKey(await deps.hubs.listAll(), key).filter((h) => restoring.some((v) => usesVersion(h, v)));
-    const { affected } = impactOf(hubs, versions);
-    return { last, restoring: newestFirst(restoring), hubs: affected };
-  };
-  const report = (p: Awaited<ReturnType<typeof plan>>, status: RestoreReport['status']): RestoreReport => ({
-    keyId: keyUrl(key),
-    dryRun: options.dryRun,
-    status,
-    versions: p.restoring.map((v) => v.version),
-    hubs: p.hubs.map((h) => ({ ...h, wouldFail: false })),
-    revokedAt: p.last.revokedAt.toISOString(),
-    correlationId: invocation.correlationId,
-  });
-  if (options.dryRun) return report(await plan(), 'planned');
-  return deps.lock.runExclusive(key, async (lease) => {
-    const p = await plan();
-    for (const v of p.restoring) {
-      lease.assertHeld();
-      await deps.keyVault.setEnabled(key, v.version, true);
-    }
-    await deps.revocations.record({ ...p.last, restoredAt: deps.clock.now() });
-    const versions = p.restoring.map((v) => v.version);
-    invocation.log.warn('key.restored', { key: keyLabel(key), versions: versions.join(','), hubs: p.hubs.length });
-    await recordChange(deps, invocation, key, {
-      result: 'restored',
-      type: 'CmkRotator.KeyRestored',
+  return planAndApply(deps, key, options.dryRun, {
+    plan: async () => {
+      const last = await deps.revocations.last(key);
+      if (!last || last.restoredAt) throw new NotRevokedError(keyUrl(key), last?.restoredAt);
+      const versions = await deps.keyVault.listVersions(key);
+      // Versions deleted since the revocation cannot be enabled; the rest are exactly what it disabled.
+      const restoring = newestFirst(
+        versions.filter((v) => last.versions.some((r) => r.toLowerCase() === v.version.toLowerCase())),
+      );
+      const hubs = hubsOfKey(await deps.hubs.listAll(), key).filter((h) => restoring.some((v) => usesVersion(h, v)));
+      return { last, versions: restoring.map((v) => v.version), hubs: impactOf(hubs, versions).affected };
+    },
+    apply: async ({ last, versions, hubs }, lease) => {
+      for (const v of versions) {
+        lease.assertHeld();
+        await deps.keyVault.setEnabled(key, v, true);
+      }
+      await deps.revocations.record({ ...last, restoredAt: deps.clock.now() });
+      invocation.log.warn('key.restored', { key: keyLabel(key), versions: versions.join(','), hubs: hubs.length });
+      await recordChange(deps, invocation, key, {
+        result: 'restored',
+        type: 'CmkRotator.KeyRestored',
+        versions,
+        hubs,
+        message: `revocation of ${last.revokedAt.toISOString()} restored: re-enabled ${describeVersions(versions)}; ${hubs.length} hub(s) read their data again`,
+      });
+    },
+    answer: ({ last, versions, hubs }, applied): RestoreReport => ({
+      keyId: keyUrl(key),
+      dryRun: options.dryRun,
+      status: applied ? 'restored' : 'planned',
       versions,
-      hubs: p.hubs,
-      message: `revocation of ${p.last.revokedAt.toISOString()} restored: re-enabled ${describeVersions(versions)}; ${p.hubs.length} hub(s) read their data again`,
-    });
-    return report(p, 'restored');
+      // Once the versions are enabled, none of these hubs fails any more.
+      hubs: hubs.map((h) => ({ ...h, wouldFail: false })),
+      revokedAt: last.revokedAt.toISOString(),
+      correlationId: invocation.correlationId,
+    }),
   });
 }
 
