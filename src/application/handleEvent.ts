@@ -55,18 +55,19 @@ export async function handleEvent(
 
 async function forEvent(deps: Dependencies, event: KeyVaultEvent, invocation: Invocation): Promise<RotationReport> {
   const context = { trigger: 'event' as const, dryRun: false, eventId: event.id, eventType: event.type };
-  if (event.type === 'KeyNewVersionCreated') {
-    await reportIfUnusable(deps, event, await deps.keyVault.getVersion(event.key, event.version), invocation);
-    const versions = await deps.keyVault.listVersions(event.key);
-    const decision = `version ${event.version} was created`;
-    return propagate(deps, event.key, versions, { ...context, decision }, invocation);
-  }
-  // The owner pulled the brake: nothing is created for a revoked key until it is restored.
+  // The owner pulled the brake: nothing is created and no hub is moved for a revoked key until it is restored (a hub
+  // on a disabled version cannot unwrap its data to move anyway); the reconciler catches up after the restore.
   const revoked = await activeRevocation(deps, event.key);
   if (revoked) {
     const message = `${event.type} for version ${event.version} ignored: the key was revoked at ${revoked.revokedAt.toISOString()} and is not rotated until it is restored`;
     invocation.log.warn('event.revoked-key', { eventId: event.id, key: keyLabel(event.key), version: event.version });
     return ignore(deps, event, context, message, invocation);
+  }
+  if (event.type === 'KeyNewVersionCreated') {
+    await reportIfUnusable(deps, event, await deps.keyVault.getVersion(event.key, event.version), invocation);
+    const versions = await deps.keyVault.listVersions(event.key);
+    const decision = `version ${event.version} was created`;
+    return propagate(deps, event.key, versions, { ...context, decision }, invocation);
   }
   // A repeated delivery (or one that arrives after autorotation) finds a newer version already: nothing to create,
   // so no lease and no checks, only the move.

@@ -140,9 +140,17 @@ describe('revoke and restore', () => {
     expect(report).toMatchObject({ revokedKeys: [KEY_ID], rotations: [], drift: [], failures: [] });
     expect(t.keyVault.created).toEqual([]);
 
+    // A version created meanwhile (Key Vault autorotation) moves no hub while the key is revoked.
+    const v2 = t.keyVault.addVersion(KEY);
+    expect((await t.rotator.handleEvent(keyVaultEvent('KeyNewVersionCreated', v2.id), t.invocation)).status).toBe(
+      'ignored',
+    );
+    expect(t.hubs.puts).toEqual([]);
+
     await t.rotator.restore(KEY, { dryRun: false, confirm: 'hub-cmk' }, t.invocation);
-    await t.rotator.handleEvent(keyVaultEvent('KeyNearExpiry', v1.id), t.invocation);
-    expect(t.keyVault.created).toHaveLength(1);
+    await t.rotator.handleEvent(keyVaultEvent('KeyNewVersionCreated', v2.id), t.invocation);
+    await t.drain();
+    expect(t.hubs.keyOf(hubId('hub'))).toBe(v2.id);
   });
 });
 
