@@ -34,6 +34,16 @@ const EXPECTED_FUNCTIONS = [
   { name: 'reconcileNow', triggerType: 'httpTrigger', methods: ['POST'], route: 'reconcile', authLevel: 'function' },
   { name: 'health', triggerType: 'httpTrigger', methods: ['GET'], route: 'health', authLevel: 'anonymous' },
   { name: 'jobStatus', triggerType: 'httpTrigger', methods: ['GET'], route: 'jobs/{id}', authLevel: 'function' },
+  {
+    name: 'retireVersions',
+    triggerType: 'httpTrigger',
+    methods: ['POST'],
+    route: 'keys/retire',
+    authLevel: 'function',
+  },
+  { name: 'keyImpact', triggerType: 'httpTrigger', methods: ['GET'], route: 'keys/impact', authLevel: 'function' },
+  { name: 'revokeKey', triggerType: 'httpTrigger', methods: ['POST'], route: 'keys/revoke', authLevel: 'function' },
+  { name: 'restoreKey', triggerType: 'httpTrigger', methods: ['POST'], route: 'keys/restore', authLevel: 'function' },
   { name: 'hubSteps', triggerType: 'queueTrigger' },
   { name: 'hubStepsPoison', triggerType: 'queueTrigger' },
 ];
