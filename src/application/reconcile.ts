@@ -75,6 +75,8 @@ export async function reconcile(deps: Dependencies, invocation: Invocation): Pro
   }
   for (const job of await deps.jobs.unfinished()) {
     if (!deps.settings.allowedVaults.includes(job.key.vaultUrl)) continue;
+    // A revoked key's open job waits for the restore: its hubs cannot unwrap their data to move.
+    if (report.revokedKeys.includes(keyUrl(job.key))) continue;
     try {
       await startSteps(deps, job, await deps.jobs.tasks(job), new Set(), true);
       report.resumedJobs++;

@@ -137,7 +137,7 @@ describe('revoke and restore', () => {
     expect(answer.status).toBe('ignored');
     expect(t.audit.records.at(-1)).toMatchObject({ result: 'ignored', message: expect.stringContaining('revoked') });
     const report = await t.rotator.reconcile(t.invocation);
-    expect(report).toMatchObject({ revokedKeys: [KEY_ID], rotations: [], drift: [], failures: [] });
+    expect(report).toMatchObject({ revokedKeys: [KEY_ID], rotations: [], drift: [], failures: [], resumedJobs: 0 });
     expect(t.keyVault.created).toEqual([]);
 
     // A version created meanwhile (Key Vault autorotation) moves no hub while the key is revoked.
@@ -151,6 +151,15 @@ describe('revoke and restore', () => {
     await t.rotator.handleEvent(keyVaultEvent('KeyNewVersionCreated', v2.id), t.invocation);
     await t.drain();
     expect(t.hubs.keyOf(hubId('hub'))).toBe(v2.id);
+  });
+
+  it('the reconciler does not restart an open job of a revoked key', async () => {
+    const { t } = bed();
+    await t.rotator.rotate(KEY, { dryRun: false }, t.invocation);
+    expect(await t.jobs.unfinished()).toHaveLength(1);
+    expect((await t.rotator.reconcile(t.invocation)).resumedJobs).toBe(1);
+    await t.rotator.revoke(KEY, { dryRun: false, confirm: 'hub-cmk' }, t.invocation);
+    expect((await t.rotator.reconcile(t.invocation)).resumedJobs).toBe(0);
   });
 });
 
