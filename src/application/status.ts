@@ -12,6 +12,7 @@ import type { AuditPage, RotationJob } from '../domain/ports';
 import { assertAllowed, hubsUsing, latestUsable } from './context';
 import type { Dependencies } from './context';
 import { taskReport } from './propagate';
+import { activeRevocation } from './revoke';
 
 export interface KeyStatus {
   keyId: string;
@@ -28,6 +29,8 @@ export interface KeyStatus {
   hubs: { hubId: string; hubName: string; keyIdentifiers: string[]; current: boolean }[];
   /** The job moving hubs to the latest usable version, if one was opened. */
   job?: JobSummary;
+  /** The key's revocation not restored yet: the versions it disabled (the key is not rotated automatically). */
+  revoked?: { revokedAt: string; versions: string[] };
 }
 
 export interface JobSummary {
@@ -56,6 +59,7 @@ export async function keyStatus(deps: Dependencies, key: KeyName): Promise<KeySt
   });
   const hubs = await hubsUsing(deps, key);
   const job = target && (await deps.jobs.find(key, target.version));
+  const revocation = await activeRevocation(deps, key);
   return {
     keyId: keyUrl(key),
     ...(target ? { latestUsableVersion: target.id } : {}),
@@ -78,6 +82,9 @@ export async function keyStatus(deps: Dependencies, key: KeyName): Promise<KeySt
       };
     }),
     ...(job ? { job: (await jobProgressOf(deps, job)).summary } : {}),
+    ...(revocation
+      ? { revoked: { revokedAt: revocation.revokedAt.toISOString(), versions: revocation.versions } }
+      : {}),
   };
 }
 

@@ -163,6 +163,8 @@ describe('key lifecycle through the local host', () => {
     const [revokedEvent, ...more] = outcomesOf('CmkRotator.KeyRevoked', 'life-cmk');
     expect(more).toEqual([]);
     expect(names((revokedEvent?.data as { hubs: { hubName: string }[] }).hubs)).toEqual(['life-v1', 'life-v2']);
+    const status = await h.api('GET', `/api/keys/status?keyId=${encodeURIComponent(keyId)}`);
+    expect((status.body as { revoked?: { versions: string[] } }).revoked?.versions).toHaveLength(3);
     // Impact now shows the state ARM reports.
     expect((await impactOf(`keyId=${encodeURIComponent(v1!)}`)).hubs).toEqual([
       expect.objectContaining({ hubName: 'life-v1', state: 'Inaccessible' }),

@@ -85,6 +85,7 @@ describe('revoke and restore', () => {
     expect(report.hubs.map((h) => h.hubId)).toEqual([onV1]);
     expect(t.keyVault.enabledChanges).toEqual([{ version: v1.version, enabled: false }]);
     expect(await t.revocations.last(KEY)).toMatchObject({ versions: [v1.version], version: v1.version });
+    expect((await t.rotator.status(KEY)).revoked).toEqual({ revokedAt: expect.any(String), versions: [v1.version] });
     expect(t.audit.records).toEqual([expect.objectContaining({ result: 'revoked', trigger: 'manual-revoke' })]);
     expect(t.outcomes.sent).toEqual([
       expect.objectContaining({
@@ -116,6 +117,7 @@ describe('revoke and restore', () => {
     expect(enabled?.sort()).toEqual([v1.version, v2.version].sort());
     expect(enabled).not.toContain(v0.version);
     expect((await t.revocations.last(KEY))?.restoredAt).toBeInstanceOf(Date);
+    expect((await t.rotator.status(KEY)).revoked).toBeUndefined();
     expect(t.outcomes.sent.map((o) => o.type)).toEqual([
       'CmkRotator.KeyRevoked',
       'CmkRotator.KeyRevoked',
