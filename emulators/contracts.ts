@@ -34,4 +34,9 @@ export interface KeyVaultCrypto {
   /** `keyIdentifier` is a full versioned key URL; rejects with KeyUseError. */
   wrapKey(keyIdentifier: string, plaintext: Buffer): Promise<Buffer>;
   unwrapKey(keyIdentifier: string, wrapped: Buffer): Promise<Buffer>;
+  /**
+   * Why `keyIdentifier` cannot unwrap right now (missing, disabled, unwrap not permitted), answered from the version's
+   * attributes without a cryptographic operation; undefined when it can.
+   */
+  unwrapRefusal(keyIdentifier: string): KeyUseError | undefined;
 }

@@ -8,10 +8,14 @@ import { fileURLToPath } from 'node:url';
 import { calculateMutationTestMetrics } from 'mutation-testing-metrics';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const run = spawnSync(process.execPath, [path.join(root, 'node_modules/@stryker-mutator/core/bin/stryker.js'), 'run', ...process.argv.slice(2)], {
-  cwd: root,
-  stdio: 'inherit',
-});
+const run = spawnSync(
+  process.execPath,
+  [path.join(root, 'node_modules/@stryker-mutator/core/bin/stryker.js'), 'run', ...process.argv.slice(2)],
+  {
+    cwd: root,
+    stdio: 'inherit',
+  },
+);
 let report;
 try {
   report = JSON.parse(readFileSync(path.join(root, 'reports/mutation/mutation.json'), 'utf8'));

@@ -2,6 +2,7 @@
 // Event Grid), the function app's local host, seeds a demo, lets a key near its expiry and narrates what the
 // service does: event received → version created → each hub moved → outcomes recorded. Then it stays up for you
 // to try the routes; Ctrl-C stops everything it started. `--once` ends after the story (for CI and tests).
+// `--revoke-drill` adds the owner's emergency brake: revoke preview → revoke → hubs inaccessible → restore → back.
 import { spawn } from 'node:child_process';
 import { appendFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
@@ -38,6 +39,7 @@ const MOVING = DEMO_HUBS.filter((h) => h.key === KEY);
 const STORY_TIMEOUT_MS = 90_000;
 
 const once = process.argv.includes('--once');
+const revokeDrillWanted = process.argv.includes('--revoke-drill');
 const color = process.stdout.isTTY && !process.env.NO_COLOR;
 const paint = (code: number) => (text: string) => (color ? `\u001b[${code}m${text}\u001b[0m` : text);
 const [bold, dim, green, red, cyan, yellow] = [1, 2, 32, 31, 36, 33].map(paint) as [
@@ -217,6 +219,10 @@ function tryItOut(host: RunningFunctionHost, stack: RunningStack, functionKey: s
     `  rotate now  curl -s ${kj} -X POST ${host.url}/api/keys/rotate -d '{"keyId":"${VAULT_URL}/keys/${KEY}","reason":"drill"}'`,
     `  sync        curl -s ${kj} -X POST ${host.url}/api/keys/sync -d '{"keyId":"${VAULT_URL}/keys/${KEY}"}'`,
     `  job         curl -s ${k} '${host.url}/api/jobs/<jobId from rotate, sync or status>'`,
+    `  retire      curl -s ${kj} -X POST ${host.url}/api/keys/retire -d '{"keyId":"${VAULT_URL}/keys/${KEY}","dryRun":true}'`,
+    `  impact      curl -s ${k} '${host.url}/api/keys/impact?keyId=${keyId}'`,
+    `  revoke      curl -s ${kj} -X POST ${host.url}/api/keys/revoke -d '{"keyId":"${VAULT_URL}/keys/${KEY}"}'  (a preview)`,
+    `  restore     curl -s ${kj} -X POST ${host.url}/api/keys/restore -d '{"keyId":"${VAULT_URL}/keys/${KEY}","confirm":"${KEY}"}'`,
     `  reconcile   curl -s ${k} -X POST ${host.url}/api/reconcile`,
     `  health      curl -s ${host.url}/api/health`,
     `  +30 days    curl -s ${ca} -X POST https://127.0.0.1:${stack.keyVault.port}/_admin/clock/advance -d '{"seconds":2592000}'`,
@@ -228,6 +234,73 @@ function tryItOut(host: RunningFunctionHost, stack: RunningStack, functionKey: s
       `  Dead letters land in ${path.relative(process.cwd(), path.join(dataDir, 'dead-letters'))}/; the app's log in ${path.relative(process.cwd(), path.join(dataDir, 'host.log'))}.`,
     ),
   ].join('\n');
+}
+
+/** What the drill reads from the lifecycle routes' answers (an error answer has only `error`). */
+interface LifecycleAnswer {
+  versions: string[];
+  hubs: unknown[];
+  error?: { message?: string };
+}
+
+type Api = (method: string, route: string, body?: unknown) => Promise<{ status: number; body: LifecycleAnswer }>;
+
+function apiOf(host: RunningFunctionHost, functionKey: string): Api {
+  return async (method, route, body) => {
+    const response = await fetch(`${host.url}${route}`, {
+      method,
+      headers: { 'x-functions-key': functionKey, 'content-type': 'application/json' },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+    const answer = (await response.json()) as Partial<LifecycleAnswer>;
+    return { status: response.status, body: { versions: [], hubs: [], ...answer } };
+  };
+}
+
+/**
+ * The revocation drill: what a revoke would cut off, the revoke itself (confirmed with the key's name), the hubs
+ * going dark in ARM (state Inaccessible, data unreadable), then the restore and the hubs reading their data again.
+ */
+async function revokeDrill(stack: RunningStack, api: Api): Promise<boolean> {
+  const keyId = `${VAULT_URL}/keys/${KEY}`;
+  const look = async () =>
+    Promise.all(
+      MOVING.map(async (h) => ({
+        name: h.name,
+        state: String((stack.arm.getHub(h)?.properties as { state?: unknown } | undefined)?.state),
+        readable: (await stack.arm.checkHubData(h)).readable,
+      })),
+    );
+  const show = (views: { name: string; state: string; readable: boolean }[]) =>
+    views.map((v) => `${v.name} ${v.readable ? green(v.state) : red(`${v.state}, data unreadable`)}`).join('; ');
+  say(bold('Revocation drill: the key owner pulls the emergency brake...'));
+  const impact = await api('GET', `/api/keys/impact?keyId=${encodeURIComponent(keyId)}`);
+  say(`${yellow('impact')}   ${impact.body.hubs.length} hubs would lose their data if ${KEY} were disabled`);
+  const preview = await api('POST', '/api/keys/revoke', { keyId });
+  say(
+    `${yellow('preview')}  revoke (dryRun, the default) would disable ${preview.body.versions.length} version(s) and cut off ${preview.body.hubs.length} hubs; nothing changed`,
+  );
+  const refused = await api('POST', '/api/keys/revoke', { keyId, dryRun: false });
+  say(`${yellow('refused')}  without the key's name: ${refused.status} ${text(refused.body.error?.message)}`);
+  const revoked = await api('POST', '/api/keys/revoke', { keyId, dryRun: false, confirm: KEY });
+  say(`${red('revoked')}  ${revoked.status}: disabled ${revoked.body.versions.map(short).join(', ')}`);
+  const dark = await look();
+  say(`${red('ARM')}      ${show(dark)}`);
+  const restored = await api('POST', '/api/keys/restore', { keyId, confirm: KEY });
+  say(`${green('restored')} ${restored.status}: re-enabled ${restored.body.versions.map(short).join(', ')}`);
+  const back = await look();
+  say(`${green('ARM')}      ${show(back)}`);
+  const ok =
+    revoked.status === 200 &&
+    refused.status === 400 &&
+    dark.every((v) => !v.readable && v.state === 'Inaccessible') &&
+    back.every((v) => v.readable && v.state === 'Active');
+  say(
+    ok
+      ? green(bold('Drill complete: the hubs went dark on revoke and came back on restore.'))
+      : red(bold('Drill incomplete: see above.')),
+  );
+  return ok;
 }
 
 /**
@@ -334,14 +407,15 @@ async function main(): Promise<number> {
     say(
       `${cyan('audit')}    ${history.records.length} records in the audit table: ${[...tally].map(([k, n]) => `${n} ${k}`).join(', ')}`,
     );
-    const ok = readable.every((r) => r.readable) && untouched;
+    const storyOk = readable.every((r) => r.readable) && untouched;
     say(
-      ok
+      storyOk
         ? green(
             bold(`Story complete: every hub moved, every hub can still read its data, the other key's hub untouched.`),
           )
         : red(bold('Story incomplete: see above.')),
     );
+    const ok = storyOk && (!revokeDrillWanted || (await revokeDrill(stack, apiOf(host, functionKey))));
     if (once) return ok ? 0 : 1;
 
     // Ctrl-C reaches the whole process group (and the relaunching parent forwards it too): the first signal starts

@@ -73,6 +73,8 @@ const schema = z
     ROTATOR_OUTCOME_TOPIC_KEY: z.string().trim().min(1).optional(),
     ROTATOR_DEFAULT_KEY_VALIDITY_DAYS: intSetting(1, 3650, 90),
     ROTATOR_NEAR_EXPIRY_DAYS: intSetting(1, 365, 30),
+    ROTATOR_RETIRE_GRACE_DAYS: intSetting(0, 3650, 7),
+    ROTATOR_RETIRE_AFTER_DAYS: intSetting(1, 3650, 0).transform((v) => (v === 0 ? undefined : v)),
     ROTATOR_HUB_CLAIM_SECONDS: intSetting(1, 3600, 120),
     ROTATOR_HUB_RETRY_SECONDS: intSetting(0, 3600, 30),
     ROTATOR_ARM_ENDPOINT: httpsUrl.optional().transform((v) => v ?? 'https://management.azure.com'),
@@ -154,6 +156,10 @@ export interface Config {
   outcomeTopic?: { endpoint: string; key?: string };
   defaultKeyValidityDays: number;
   nearExpiryDays: number;
+  /** Default grace period of POST /api/keys/retire: a newer usable version must be usable this many days. */
+  retireGraceDays: number;
+  /** When set, the reconciler retires superseded versions itself, with this grace period (days). */
+  retireAfterDays?: number;
   /** How long one step of a hub's move owns the hub; when its instance dies, the hub is taken over after it. */
   hubClaimSeconds: number;
   /** First wait before a hub that failed transiently is tried again (each further wait is four times longer, at most an hour). */
@@ -206,6 +212,8 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
       : {}),
     defaultKeyValidityDays: s.ROTATOR_DEFAULT_KEY_VALIDITY_DAYS,
     nearExpiryDays: s.ROTATOR_NEAR_EXPIRY_DAYS,
+    retireGraceDays: s.ROTATOR_RETIRE_GRACE_DAYS,
+    ...(s.ROTATOR_RETIRE_AFTER_DAYS !== undefined ? { retireAfterDays: s.ROTATOR_RETIRE_AFTER_DAYS } : {}),
     hubClaimSeconds: s.ROTATOR_HUB_CLAIM_SECONDS,
     hubRetrySeconds: s.ROTATOR_HUB_RETRY_SECONDS,
     armEndpoint: s.ROTATOR_ARM_ENDPOINT,

@@ -70,6 +70,12 @@ const normalizeEtag = (value: string): string =>
     .replace(/^W\//, '')
     .replace(/^"(.*)"$/, '$1');
 
+/**
+ * `properties.state` of a hub that lost its customer-managed key. The IoT Hub REST spec types `state` as a free,
+ * read-only string and documents no value for this case; the emulator names it plainly.
+ */
+export const INACCESSIBLE = 'Inaccessible';
+
 /** IoT Hub RP codes: an If-Match/If-None-Match that does not hold; a write to a hub that is not Active. */
 const PRECONDITION_FAILED = 412001;
 const NOT_ACTIVE = 409002;
@@ -111,7 +117,22 @@ export class IotHubStore {
 
   render(ref: HubRef, flavour: ApiFlavour): JsonObject | undefined {
     const hub = this.get(ref);
-    return hub && renderHub(hub, flavour);
+    return hub && this.renderRecord(hub, flavour);
+  }
+
+  /** The hub as ARM returns it, its `state` as the service sees it now (see stateOf). */
+  renderRecord(hub: HubRecord, flavour: ApiFlavour): JsonObject {
+    return renderHub({ ...hub, state: this.stateOf(hub) }, flavour);
+  }
+
+  /**
+   * An Active hub whose data key is wrapped by a version Key Vault refuses to unwrap with (disabled, deleted, unwrap
+   * not permitted) cannot reach its data: it reports INACCESSIBLE until the version can unwrap again.
+   */
+  private stateOf(hub: HubRecord): string {
+    const keyIdentifier = hub.data?.keyIdentifier;
+    if (hub.state !== 'Active' || !keyIdentifier) return hub.state;
+    return this.options.crypto.unwrapRefusal(keyIdentifier) ? INACCESSIBLE : hub.state;
   }
 
   /** Hubs (of a subscription, and resource group), ordered by id so paging is stable. */
@@ -133,7 +154,7 @@ export class IotHubStore {
     const key = hubKeyOf(ref);
     const body = parseHubBody(raw, flavour);
     const existing = this.hubs.get(key);
-    assertWritable(raw as JsonObject, existing && renderHub(existing, 'preview'));
+    assertWritable(raw as JsonObject, existing && this.renderRecord(existing, 'preview'));
     if (existing && this.options.takeEtagRace(key)) this.touch(existing, 'another-client');
     this.checkPreconditions(ref, existing, preconditions);
     if (existing?.operation) throw this.operationInProgress(existing);
@@ -173,7 +194,7 @@ export class IotHubStore {
     hub.systemData = { ...hub.systemData, lastModifiedBy: caller, lastModifiedAt: now };
     this.hubs.set(key, hub);
     const operation = this.startOperation(hub, kind, before);
-    return { hub: renderHub(hub, flavour), etag: hub.etag, operation };
+    return { hub: this.renderRecord(hub, flavour), etag: hub.etag, operation };
   }
 
   /** Accepts a DELETE; undefined when there is no such hub (ARM answers 204). */
@@ -185,7 +206,7 @@ export class IotHubStore {
     const before = snapshot(existing);
     Object.assign(existing, { etag: newEtag(), provisioningState: 'Deleting', state: 'Deleting' });
     const operation = this.startOperation(existing, 'delete', before);
-    return { hub: renderHub(existing, flavour), operation };
+    return { hub: this.renderRecord(existing, flavour), operation };
   }
 
   /** Creates or replaces a hub that is immediately Succeeded (preview semantics: encryption is honoured). */
@@ -194,7 +215,7 @@ export class IotHubStore {
     const key = hubKeyOf(ref);
     const body = parseHubBody(raw, 'preview');
     const existing = this.hubs.get(key);
-    assertWritable(raw as JsonObject, existing && renderHub(existing, 'preview'));
+    assertWritable(raw as JsonObject, existing && this.renderRecord(existing, 'preview'));
     if (existing?.operation) throw this.operationInProgress(existing);
     const id = existing?.id ?? hubIdOf(ref);
     const data = await this.vault.create(id, encryptionOf(body)?.keyIdentifier);
@@ -219,7 +240,7 @@ export class IotHubStore {
       operation: undefined,
     };
     this.hubs.set(key, hub);
-    return renderHub(hub, 'preview');
+    return this.renderRecord(hub, 'preview');
   }
 
   async checkData(ref: HubRef): Promise<HubDataCheck> {

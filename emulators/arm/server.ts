@@ -17,7 +17,7 @@ import type { RequestLogEntry } from './faults';
 import { FaultInjector, RequestLog } from './faults';
 import { authenticate, headerValue, parseJson, readBody } from './http';
 import type { ApiFlavour } from './hub-model';
-import { apiFlavourOf, renderHub } from './hub-model';
+import { apiFlavourOf } from './hub-model';
 import type { HubOperation, HubRef } from './hub-store';
 import { hubKeyOf, IotHubStore } from './hub-store';
 import { SubscriptionThrottle } from './throttling';
@@ -131,7 +131,7 @@ export async function startArmEmulator(options: ArmEmulatorOptions): Promise<Run
       case 'GET': {
         const hub = store.get(ref);
         if (!hub) throw store.notFound(ref);
-        return { status: 200, body: renderHub(hub, flavour), headers: { etag: `"${hub.etag}"` } };
+        return { status: 200, body: store.renderRecord(hub, flavour), headers: { etag: `"${hub.etag}"` } };
       }
       case 'PUT': {
         const body = parseJson(request.rawBody);
@@ -196,7 +196,10 @@ export async function startArmEmulator(options: ArmEmulatorOptions): Promise<Run
         ? `${request.origin}${request.url.pathname}?${apiVersionQuery(request)}` +
           `&$skipToken=${Buffer.from(last.id).toString('base64url')}`
         : undefined;
-    return { status: 200, body: { value: page.map((h) => renderHub(h, flavour)), ...(nextLink ? { nextLink } : {}) } };
+    return {
+      status: 200,
+      body: { value: page.map((h) => store.renderRecord(h, flavour)), ...(nextLink ? { nextLink } : {}) },
+    };
   }
 
   /**
@@ -230,7 +233,7 @@ export async function startArmEmulator(options: ArmEmulatorOptions): Promise<Run
     if (operation.error) throw new ArmError(500, operation.error.code, operation.error.message);
     if (operation.kind === 'delete') return { status: 204 };
     const hub = store.byKey(operation.hubKey);
-    return hub ? { status: 200, body: renderHub(hub, flavour) } : { status: 204 };
+    return hub ? { status: 200, body: store.renderRecord(hub, flavour) } : { status: 204 };
   }
 
   const KIND_OF: Record<string, RequestKind> = { GET: 'read', HEAD: 'read', DELETE: 'delete' };
@@ -286,7 +289,7 @@ export async function startArmEmulator(options: ArmEmulatorOptions): Promise<Run
       return seeded;
     },
     getHub: (ref) => store.render(ref, 'preview'),
-    listHubs: () => store.list().map((h) => renderHub(h, 'preview')),
+    listHubs: () => store.list().map((h) => store.renderRecord(h, 'preview')),
     checkHubData: (ref) => store.checkData(ref),
     faults: {
       setLatency: (ms) => faults.setLatency({ ms }),

@@ -93,24 +93,40 @@ export function parseKeyIdentifier(keyIdentifier: string): { vault: string; name
   return { vault, name: decodeURIComponent(name), ...(version ? { version: decodeURIComponent(version) } : {}) };
 }
 
+/** Key Vault's refusal as the reason a hub is given (KeyUseError); anything else is rethrown as an Error. */
+function asKeyUseError(error: unknown): Error {
+  if (error instanceof KeyUseError) return error;
+  if (error instanceof KeyVaultError) {
+    const code: KeyUseError['code'] =
+      error.status === 404 ? 'KeyNotFound' : (USE_ERROR_CODES[error.innerCode ?? ''] ?? 'BadParameter');
+    return new KeyUseError(code, error.message);
+  }
+  return error instanceof Error ? error : new Error(String(error));
+}
+
 function inProcessCrypto(store: KeyVaultStore, algorithm: RsaAlgorithm): KeyVaultCrypto {
   const run = (keyIdentifier: string, operation: CryptoOperation, data: Buffer): Promise<Buffer> => {
     try {
       const { vault, name, version } = parseKeyIdentifier(keyIdentifier);
       return Promise.resolve(store.cryptoOperation(vault, name, version, operation, algorithm, data).result);
     } catch (error) {
-      if (error instanceof KeyUseError) return Promise.reject(error);
-      if (error instanceof KeyVaultError) {
-        const code: KeyUseError['code'] =
-          error.status === 404 ? 'KeyNotFound' : (USE_ERROR_CODES[error.innerCode ?? ''] ?? 'BadParameter');
-        return Promise.reject(new KeyUseError(code, error.message));
-      }
-      return Promise.reject(error instanceof Error ? error : new Error(String(error)));
+      return Promise.reject(asKeyUseError(error));
     }
   };
   return {
     wrapKey: (keyIdentifier, plaintext) => run(keyIdentifier, 'wrapKey', plaintext),
     unwrapKey: (keyIdentifier, wrapped) => run(keyIdentifier, 'unwrapKey', wrapped),
+    unwrapRefusal: (keyIdentifier) => {
+      try {
+        const { vault, name, version } = parseKeyIdentifier(keyIdentifier);
+        store.checkUsable(vault, name, version, 'unwrapKey');
+        return undefined;
+      } catch (error) {
+        const refusal = asKeyUseError(error);
+        if (refusal instanceof KeyUseError) return refusal;
+        throw refusal;
+      }
+    },
   };
 }
 

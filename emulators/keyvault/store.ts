@@ -536,17 +536,15 @@ export class KeyVaultStore {
   // ---- cryptography ---------------------------------------------------------------------------------------------
 
   /**
-   * Runs encrypt/decrypt/wrapKey/unwrapKey with a version, after the checks Key Vault makes: the version is enabled,
-   * its key_ops allow the operation, and (for encrypt and wrapKey) the clock is inside its nbf/exp window.
+   * The checks Key Vault makes before `operation`: the version exists and is enabled, its key_ops allow the operation,
+   * and (for encrypt and wrapKey) the clock is inside its nbf/exp window. Throws KeyVaultError when one fails.
    */
-  cryptoOperation(
+  checkUsable(
     vault: string,
     name: string,
     versionId: string | undefined,
     operation: CryptoOperation,
-    algorithm: string,
-    value: Buffer,
-  ): { kid: string; result: Buffer } {
+  ): { key: StoredKey; version: StoredKeyVersion } {
     const { key, version } = this.keyVersion(vault, name, versionId);
     if (!version.enabled) {
       throw new KeyVaultError(
@@ -584,6 +582,23 @@ export class KeyVaultStore {
         );
       }
     }
+    return { key, version };
+  }
+
+  /**
+   * Runs encrypt/decrypt/wrapKey/unwrapKey with a version, after the checks Key Vault makes: the version is enabled,
+   * its key_ops allow the operation, and (for encrypt and wrapKey) the clock is inside its nbf/exp window.
+   */
+  cryptoOperation(
+    vault: string,
+    name: string,
+    versionId: string | undefined,
+    operation: CryptoOperation,
+    algorithm: string,
+    value: Buffer,
+  ): { kid: string; result: Buffer } {
+    const { key, version } = this.checkUsable(vault, name, versionId, operation);
+    const protective = operation === 'encrypt' || operation === 'wrapKey';
     if (!RSA_ALGORITHMS.includes(algorithm)) {
       throw badParameter(`Invalid algorithm '${algorithm}': a vault key supports RSA-OAEP, RSA-OAEP-256 and RSA1_5.`);
     }

@@ -62,6 +62,8 @@ resource failureSubscription 'Microsoft.EventGrid/topics/eventSubscriptions@2025
         'CmkRotator.RotationFailed'
         // A new version hubs cannot use: they stay on the old one, which will expire in turn.
         'CmkRotator.VersionUnusable'
+        // The owner's emergency brake was pulled: the listed hubs cannot read their data until a restore.
+        'CmkRotator.KeyRevoked'
       ]
     }
     deliveryWithResourceIdentity: {
@@ -101,7 +103,7 @@ resource failureAlert 'Microsoft.Insights/metricAlerts@2018-03-01' = {
   location: 'global'
   tags: tags
   properties: {
-    description: 'The CMK rotator reported a failed rotation or a hub it could not re-point (CmkRotator.RotationFailed, CmkRotator.HubKeyUpdateFailed, CmkRotator.VersionUnusable). The events are in the failed-outcomes queue.'
+    description: 'The CMK rotator reported a failed rotation, a hub it could not re-point or a revoked key (CmkRotator.RotationFailed, CmkRotator.HubKeyUpdateFailed, CmkRotator.VersionUnusable, CmkRotator.KeyRevoked). The events are in the failed-outcomes queue.'
     severity: 1
     enabled: true
     scopes: [

@@ -70,6 +70,13 @@ export class KeyVaultAdapter implements KeyVault {
     );
   }
 
+  async setEnabled(key: KeyName, version: string, enabled: boolean): Promise<void> {
+    // PATCH /keys/{name}/{version} with only `attributes.enabled`: Key Vault keeps every other attribute.
+    await guard(`key ${keyUrl(key)}/${version}`, () =>
+      this.client(key).updateKeyProperties(key.name, version, { enabled }),
+    );
+  }
+
   async listKeys(vaultUrl: string): Promise<KeyName[]> {
     return guard(`vault ${vaultUrl}`, async () => {
       const keys: KeyName[] = [];

@@ -21,6 +21,7 @@ import type {
   AuditLog,
   AuditRecord,
   Clock,
+  HeldLease,
   HubDocument,
   HubRepository,
   JobStore,
@@ -31,6 +32,7 @@ import type {
   Logger,
   Outcome,
   OutcomePublisher,
+  RevocationLedger,
   StepQueue,
   Trigger,
 } from '../domain/ports';
@@ -45,6 +47,10 @@ export interface RotationSettings extends StepTiming {
   stepLeaseMs: number;
   /** The reconciler rotates a key whose newest live version expires within this many days. */
   nearExpiryDays: number;
+  /** POST /api/keys/retire disables a version only once a newer usable one has been usable this long (days). */
+  retireGraceDays: number;
+  /** When set, the reconciler retires versions itself, with this grace period (days). */
+  retireAfterDays?: number;
 }
 
 export interface Dependencies {
@@ -53,6 +59,7 @@ export interface Dependencies {
   audit: AuditLog;
   outcomes: OutcomePublisher;
   jobs: JobStore;
+  revocations: RevocationLedger;
   steps: StepQueue;
   lock: KeyLock;
   clock: Clock;
@@ -122,6 +129,28 @@ export async function latestUsable(
     newest ? newest.id : keyUrl(key),
     rejected.length ? rejected : ['no enabled, unexpired version exists'],
   );
+}
+
+/**
+ * A change planned from what is read now. A dry run answers the plan and takes no lease (it writes nothing, not even
+ * a lock row); a real run plans again under the key's lease and applies that plan, so what it changes is current.
+ */
+export async function planAndApply<P, R>(
+  deps: Dependencies,
+  key: KeyName,
+  dryRun: boolean,
+  steps: {
+    plan: () => Promise<P>;
+    apply: (plan: P, lease: HeldLease) => Promise<void>;
+    answer: (plan: P, applied: boolean) => R;
+  },
+): Promise<R> {
+  if (dryRun) return steps.answer(await steps.plan(), false);
+  return deps.lock.runExclusive(key, async (lease) => {
+    const plan = await steps.plan();
+    await steps.apply(plan, lease);
+    return steps.answer(plan, true);
+  });
 }
 
 export async function hubsUsing(deps: Dependencies, key: KeyName): Promise<HubDocument[]> {

@@ -9,6 +9,7 @@ import type { KeyVersionDetails } from '../domain/ports';
 import { assertAllowed, auditRecord, emptyReport, publish, recordFailure } from './context';
 import type { Dependencies, Invocation, RotationReport } from './context';
 import { propagate } from './propagate';
+import { activeRevocation } from './revoke';
 import { rotateUnlessNewer } from './rotate';
 
 /** A foreign vault's events are refused one by one but audited at most this often per vault (per instance). */
@@ -54,6 +55,14 @@ export async function handleEvent(
 
 async function forEvent(deps: Dependencies, event: KeyVaultEvent, invocation: Invocation): Promise<RotationReport> {
   const context = { trigger: 'event' as const, dryRun: false, eventId: event.id, eventType: event.type };
+  // The owner pulled the brake: nothing is created and no hub is moved for a revoked key until it is restored (a hub
+  // on a disabled version cannot unwrap its data to move anyway); the reconciler catches up after the restore.
+  const revoked = await activeRevocation(deps, event.key);
+  if (revoked) {
+    const message = `${event.type} for version ${event.version} ignored: the key was revoked at ${revoked.revokedAt.toISOString()} and is not rotated until it is restored`;
+    invocation.log.warn('event.revoked-key', { eventId: event.id, key: keyLabel(event.key), version: event.version });
+    return ignore(deps, event, context, message, invocation);
+  }
   if (event.type === 'KeyNewVersionCreated') {
     await reportIfUnusable(deps, event, await deps.keyVault.getVersion(event.key, event.version), invocation);
     const versions = await deps.keyVault.listVersions(event.key);
@@ -80,15 +89,7 @@ async function forEvent(deps: Dependencies, event: KeyVaultEvent, invocation: In
       version: event.version,
       reason: due.why,
     });
-    await deps.audit.append([
-      auditRecord(deps, invocation, context, {
-        keyId: keyUrl(event.key),
-        result: 'ignored',
-        fromVersion: event.version,
-        message,
-      }),
-    ]);
-    return emptyReport(keyUrl(event.key), 'event', invocation, 'ignored', message);
+    return ignore(deps, event, context, message, invocation);
   }
   const what = event.type === 'KeyExpired' ? 'expired' : 'is near expiry';
   return rotateUnlessNewer(
@@ -98,6 +99,25 @@ async function forEvent(deps: Dependencies, event: KeyVaultEvent, invocation: In
     { ...context, decision: `version ${event.version} ${what}` },
     invocation,
   );
+}
+
+/** Records that the event was ignored, and why, and answers so. */
+async function ignore(
+  deps: Dependencies,
+  event: KeyVaultEvent,
+  context: { trigger: 'event'; eventId: string; eventType: string },
+  message: string,
+  invocation: Invocation,
+): Promise<RotationReport> {
+  await deps.audit.append([
+    auditRecord(deps, invocation, context, {
+      keyId: keyUrl(event.key),
+      result: 'ignored',
+      fromVersion: event.version,
+      message,
+    }),
+  ]);
+  return emptyReport(keyUrl(event.key), 'event', invocation, 'ignored', message);
 }
 
 /** Whether a refusal of this foreign vault's event should be audited now (at most once per interval). */

@@ -12,6 +12,8 @@ import type { HubDocument } from '../domain/ports';
 import { auditRecord, latestUsable, publish, recordFailure } from './context';
 import type { Dependencies, Invocation, RotationReport } from './context';
 import { propagate, startSteps } from './propagate';
+import { retire } from './retire';
+import { activeRevocation } from './revoke';
 import { rotateUnlessNewer } from './rotate';
 
 export type { DriftFinding } from '../domain/drift';
@@ -23,6 +25,10 @@ export interface ReconcileReport {
   rotations: RotationReport[];
   /** Jobs whose quiet steps were started again. */
   resumedJobs: number;
+  /** Revoked keys, left alone until they are restored. */
+  revokedKeys: string[];
+  /** With ROTATOR_RETIRE_AFTER_DAYS: the versions the reconciler disabled, by key. */
+  retired: { keyId: string; versions: string[] }[];
   failures: { keyId: string; errorCode: string; message: string }[];
 }
 
@@ -33,6 +39,8 @@ export async function reconcile(deps: Dependencies, invocation: Invocation): Pro
     drift: [],
     rotations: [],
     resumedJobs: 0,
+    revokedKeys: [],
+    retired: [],
     failures: [],
   };
   const allHubs = await deps.hubs.listAll();
@@ -45,17 +53,30 @@ export async function reconcile(deps: Dependencies, invocation: Invocation): Pro
     }
   }
   report.keysScanned = keys.size;
+  /** Keys with nothing to rotate or move: the ones whose superseded versions may be retired. */
+  const settled: KeyName[] = [];
   for (const key of keys.values()) {
     try {
+      // A revoked key is the owner's emergency brake: no rotation, no moves, until it is restored.
+      if (await activeRevocation(deps, key)) {
+        report.revokedKeys.push(keyUrl(key));
+        continue;
+      }
       const rotation = await reconcileKey(deps, key, allHubs, report.drift, invocation);
       if (rotation) report.rotations.push(rotation);
+      else settled.push(key);
     } catch (error) {
       report.failures.push({ keyId: keyUrl(key), errorCode: errorCode(error), message: safeMessage(error) });
       await recordFailure(deps, error, invocation, Date.now(), { trigger: 'reconcile', keyId: keyUrl(key) });
     }
   }
+  if (deps.settings.retireAfterDays !== undefined && settled.length) {
+    await retireSettled(deps, settled, deps.settings.retireAfterDays, report, invocation);
+  }
   for (const job of await deps.jobs.unfinished()) {
     if (!deps.settings.allowedVaults.includes(job.key.vaultUrl)) continue;
+    // A revoked key's open job waits for the restore: its hubs cannot unwrap their data to move.
+    if (report.revokedKeys.includes(keyUrl(job.key))) continue;
     try {
       await startSteps(deps, job, await deps.jobs.tasks(job), new Set(), true);
       report.resumedJobs++;
@@ -90,9 +111,33 @@ export async function reconcile(deps: Dependencies, invocation: Invocation): Pro
     drift: report.drift.length,
     rotations: report.rotations.length,
     resumedJobs: report.resumedJobs,
+    revokedKeys: report.revokedKeys.length,
+    retired: report.retired.reduce((n, r) => n + r.versions.length, 0),
     failures: report.failures.length,
   });
   return report;
+}
+
+/**
+ * Automatic retirement (ROTATOR_RETIRE_AFTER_DAYS) with the operator route's checks, against one fresh listing of
+ * the hubs: the listing this run started with is older than the moves it may have started since.
+ */
+async function retireSettled(
+  deps: Dependencies,
+  keys: readonly KeyName[],
+  graceDays: number,
+  report: ReconcileReport,
+  invocation: Invocation,
+): Promise<void> {
+  const hubs = await deps.hubs.listAll();
+  for (const key of keys) {
+    try {
+      const retired = await retire(deps, key, { dryRun: false, graceDays, trigger: 'reconcile', hubs }, invocation);
+      if (retired.retired.length) report.retired.push({ keyId: keyUrl(key), versions: retired.retired });
+    } catch (error) {
+      report.failures.push({ keyId: keyUrl(key), errorCode: errorCode(error), message: safeMessage(error) });
+    }
+  }
 }
 
 async function reconcileKey(

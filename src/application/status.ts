@@ -14,6 +14,7 @@ import type { AuditPage, HubDocument, HubTask, RotationJob } from '../domain/por
 import { assertAllowed, hubsUsing, latestUsable } from './context';
 import type { Dependencies } from './context';
 import { taskReport } from './propagate';
+import { activeRevocation } from './revoke';
 
 export interface VersionView {
   id: string;
@@ -51,6 +52,8 @@ export interface KeyStatus {
   lastRotation?: { version?: string; time: string; trigger: string };
   /** The job moving hubs to the latest usable version, if one was opened. */
   job?: JobSummary;
+  /** The key's revocation not restored yet: the versions it disabled (the key is not rotated automatically). */
+  revoked?: { revokedAt: string; versions: string[] };
 }
 
 export interface JobSummary {
@@ -113,6 +116,7 @@ export async function describeKey(deps: Dependencies, key: KeyName, hubs: readon
   for (const hub of hubViews) counts[hub.standing]++;
   const notifyBeforeExpiry = policy?.notifyBeforeExpiry ?? DEFAULT_NOTIFY;
   const rotated = audit.records.find((r) => r.result === 'rotated');
+  const revocation = await activeRevocation(deps, key);
   return {
     keyId: keyUrl(key),
     ...(target ? { latestUsableVersion: target.id } : {}),
@@ -141,6 +145,9 @@ export async function describeKey(deps: Dependencies, key: KeyName, hubs: readon
         }
       : {}),
     ...(job ? { job: summaryOf(job, tasks, now) } : {}),
+    ...(revocation
+      ? { revoked: { revokedAt: revocation.revokedAt.toISOString(), versions: revocation.versions } }
+      : {}),
   };
 }
 

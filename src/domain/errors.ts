@@ -15,7 +15,8 @@ export type ErrorCode =
   | 'THROTTLED'
   | 'JOB_NOT_FOUND'
   | 'CONFIG_INVALID'
-  | 'BUSY';
+  | 'BUSY'
+  | 'NOT_REVOKED';
 
 export interface FieldProblem {
   field: string;
@@ -66,6 +67,19 @@ export class KeyUnusableError extends RotatorError {
     readonly reasons: string[],
   ) {
     super('KEY_UNUSABLE', `Key version ${keyId} cannot protect a hub: ${reasons.join('; ')}.`, false);
+  }
+}
+
+/** A restore was asked for a key whose last revocation was restored already, or that was never revoked. */
+export class NotRevokedError extends RotatorError {
+  constructor(keyId: string, restoredAt?: Date) {
+    super(
+      'NOT_REVOKED',
+      restoredAt
+        ? `Key ${keyId} has nothing to restore: its last revocation was restored at ${restoredAt.toISOString()}.`
+        : `Key ${keyId} has nothing to restore: it was never revoked.`,
+      false,
+    );
   }
 }
 

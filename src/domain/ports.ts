@@ -51,6 +51,8 @@ export interface KeyVault {
   createVersion(key: KeyName, spec: NewKeyVersionSpec): Promise<KeyVersionDetails>;
   /** The names of the vault's keys (`vaultUrl` as in KeyName). */
   listKeys(vaultUrl: string): Promise<KeyName[]>;
+  /** Enables or disables one version (its other attributes stay); never deletes. */
+  setEnabled(key: KeyName, version: string, enabled: boolean): Promise<void>;
 }
 
 export type JsonObject = Record<string, unknown>;
@@ -90,9 +92,21 @@ export interface HubRepository {
 }
 
 export type AuditResult =
-  'rotated' | 'moved' | 'already-current' | 'skipped' | 'retrying' | 'failed' | 'refused' | 'ignored' | 'drift';
+  | 'rotated'
+  | 'moved'
+  | 'already-current'
+  | 'skipped'
+  | 'retrying'
+  | 'failed'
+  | 'refused'
+  | 'ignored'
+  | 'drift'
+  | 'retired'
+  | 'revoked'
+  | 'restored';
 
-export type Trigger = 'event' | 'manual-rotate' | 'manual-sync' | 'reconcile';
+export type Trigger =
+  'event' | 'manual-rotate' | 'manual-sync' | 'reconcile' | 'manual-retire' | 'manual-revoke' | 'manual-restore';
 
 export interface AuditRecord {
   /** Unique id of this record. */
@@ -133,7 +147,10 @@ export type OutcomeType =
   | 'CmkRotator.HubKeyUpdateFailed'
   | 'CmkRotator.RotationFailed'
   | 'CmkRotator.DriftDetected'
-  | 'CmkRotator.VersionUnusable';
+  | 'CmkRotator.VersionUnusable'
+  | 'CmkRotator.VersionRetired'
+  | 'CmkRotator.KeyRevoked'
+  | 'CmkRotator.KeyRestored';
 
 export interface Outcome {
   /** Stable id for an outcome that may be sent again (a retried step), so consumers can drop the repeat. */
@@ -146,6 +163,26 @@ export interface Outcome {
 
 export interface OutcomePublisher {
   publish(outcomes: Outcome[]): Promise<void>;
+}
+
+/** The last revocation of a key: which versions it disabled, so a restore re-enables exactly those. */
+export interface Revocation {
+  key: KeyName;
+  /** The versions this revocation disabled (versions that were disabled already are not listed). */
+  versions: string[];
+  /** The version the operator named, when the revocation was of one version. */
+  version?: string;
+  revokedAt: Date;
+  correlationId: string;
+  /** Set by the restore that re-enabled the versions; until then the key is left out of automatic rotation. */
+  restoredAt?: Date;
+}
+
+export interface RevocationLedger {
+  /** Replaces the key's last revocation. */
+  record(revocation: Revocation): Promise<void>;
+  /** The key's last revocation, restored or not; undefined when it was never revoked. */
+  last(key: KeyName): Promise<Revocation | undefined>;
 }
 
 /**

@@ -3,8 +3,9 @@ import type { HttpRequest, HttpResponseInit, InvocationContext } from '@azure/fu
 import { z } from 'zod';
 import { RotatorError, ValidationError, safeMessage } from '../domain/errors';
 import type { FieldProblem } from '../domain/errors';
-import { parseKeyId } from '../domain/keyId';
-import type { KeyName } from '../domain/keyId';
+import { isKeyVersion, parseKeyId } from '../domain/keyId';
+import type { KeyName, KeyRef } from '../domain/keyId';
+import { confirmationProblem } from '../domain/lifecycle';
 import { invocationLogger } from './logger';
 
 const STATUS: Record<string, number> = {
@@ -14,6 +15,7 @@ const STATUS: Record<string, number> = {
   JOB_NOT_FOUND: 404,
   CONFIG_INVALID: 500,
   KEY_UNUSABLE: 409,
+  NOT_REVOKED: 409,
   ACCESS_DENIED: 502,
   UPSTREAM_REJECTED: 502,
   HUB_UPDATE_FAILED: 502,
@@ -108,13 +110,12 @@ export function readQuery<T extends z.ZodType>(request: HttpRequest, schema: T):
   return parsed.data;
 }
 
-/** A key named by URL; a version, if present, is ignored: these operations act on the key as a whole. */
-export const keyIdField = z
+/** A key named by URL, with its version when the URL has one. */
+export const keyRefField = z
   .string({ error: 'is required: the key URL https://<vault>/keys/<name>' })
-  .transform((value, ctx): KeyName => {
+  .transform((value, ctx): KeyRef => {
     try {
-      const { vaultUrl, name } = parseKeyId(value);
-      return { vaultUrl, name };
+      return parseKeyId(value);
     } catch (error) {
       ctx.addIssue({
         code: 'custom',
@@ -123,3 +124,22 @@ export const keyIdField = z
       return z.NEVER;
     }
   });
+
+/** A key named by URL; a version, if present, is ignored: these operations act on the key as a whole. */
+export const keyIdField = keyRefField.transform(({ vaultUrl, name }): KeyName => ({ vaultUrl, name }));
+
+export const versionField = z
+  .string({ error: 'must be a string' })
+  .refine(isKeyVersion, 'must be a key version (1-64 letters and digits)');
+
+export const dryRunField = z.boolean({ error: 'must be true or false' });
+
+/** The typed confirmation of a change that cuts hubs off: checked here for a 400 before any work. */
+export function requireConfirmation(
+  request: { keyId: KeyName; dryRun: boolean; confirm?: string | undefined },
+  ctx: z.core.$RefinementCtx,
+): void {
+  if (request.dryRun) return;
+  const problem = confirmationProblem(request.keyId, request.confirm);
+  if (problem) ctx.addIssue({ code: 'custom', path: ['confirm'], message: problem });
+}

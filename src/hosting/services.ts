@@ -12,6 +12,7 @@ import { JOBS_TABLE, JobsTableAdapter } from '../adapters/jobsTable';
 import { KeyVaultAdapter } from '../adapters/keyVault';
 import { LOCKS_TABLE, TableLeaseLock } from '../adapters/leaseLock';
 import { EventGridOutcomePublisher, NoOutcomePublisher } from '../adapters/outcomes';
+import { REVOCATIONS_TABLE, RevocationsTableAdapter } from '../adapters/revocationsTable';
 import { StorageStepQueue } from '../adapters/stepQueue';
 import { createRotator } from '../application';
 import type { Rotator } from '../application';
@@ -42,6 +43,7 @@ export function createServices(config: Config, credential: TokenCredential): Rot
     }),
     audit: new AuditTableAdapter(table(AUDIT_TABLE)),
     jobs: new JobsTableAdapter(table(JOBS_TABLE)),
+    revocations: new RevocationsTableAdapter(table(REVOCATIONS_TABLE)),
     steps: new StorageStepQueue(
       config.storage.kind === 'connectionString'
         ? config.storage
@@ -65,6 +67,8 @@ export function createServices(config: Config, credential: TokenCredential): Rot
       minWaitMs: MIN_WAIT_MS,
       maxWaitMs: MAX_WAIT_MS,
       nearExpiryDays: config.nearExpiryDays,
+      retireGraceDays: config.retireGraceDays,
+      ...(config.retireAfterDays !== undefined ? { retireAfterDays: config.retireAfterDays } : {}),
     },
   });
 }

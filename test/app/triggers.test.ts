@@ -142,7 +142,16 @@ describe('keyVaultEvents (Event Grid trigger) and reconcile (timer)', () => {
 
   it('the timer runs the reconciler under the invocation’s id', async () => {
     const reconcile = vi.fn(() =>
-      Promise.resolve({ correlationId: 'x', keysScanned: 0, drift: [], rotations: [], resumedJobs: 0, failures: [] }),
+      Promise.resolve({
+        correlationId: 'x',
+        keysScanned: 0,
+        drift: [],
+        rotations: [],
+        resumedJobs: 0,
+        revokedKeys: [],
+        retired: [],
+        failures: [],
+      }),
     );
     const { context } = invocation('reconcile');
     await reconcileHandler(() => stubRotator({ reconcile }))({} as never, context);

@@ -41,8 +41,16 @@ export class FakeKeyVault implements KeyVaultCrypto {
   }
 
   disable(id: string): void {
+    this.setEnabled(id, false);
+  }
+
+  enable(id: string): void {
+    this.setEnabled(id, true);
+  }
+
+  private setEnabled(id: string, enabled: boolean): void {
     const version = this.versions.get(id.toLowerCase());
-    if (version) version.enabled = false;
+    if (version) version.enabled = enabled;
   }
 
   wrapKey(id: string, plaintext: Buffer): Promise<Buffer> {
@@ -55,6 +63,12 @@ export class FakeKeyVault implements KeyVaultCrypto {
     return this.use(id, (v) =>
       privateDecrypt({ key: v.privateKey, padding: constants.RSA_PKCS1_OAEP_PADDING }, wrapped),
     );
+  }
+
+  unwrapRefusal(id: string): KeyUseError | undefined {
+    const version = this.versions.get(id.toLowerCase());
+    if (!version) return new KeyUseError('KeyNotFound', `Key ${id} was not found.`);
+    return version.enabled ? undefined : new KeyUseError('KeyDisabled', `Key ${id} is disabled.`);
   }
 
   private use(id: string, operation: (v: { publicKey: KeyObject; privateKey: KeyObject }) => Buffer): Promise<Buffer> {

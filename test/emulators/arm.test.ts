@@ -269,5 +269,19 @@ describe('ARM emulator for Microsoft.Devices/IotHubs: resources', () => {
         error: { code: 'KeyDisabled' },
       });
     });
+
+    it('a hub whose key version is disabled reports state Inaccessible (GET and list), and is Active again once re-enabled', async () => {
+      const v1 = vault.createVersion('brake');
+      await seed('hub-brake', v1);
+      const state = async () => ((await send('GET', hubPath('hub-brake'))).json as unknown as HubJson).properties.state;
+      expect(await state()).toBe('Active');
+      vault.disable(v1);
+      expect(await state()).toBe('Inaccessible');
+      const listed = await client.iotHubResource.listByResourceGroup(RG).next();
+      expect((listed.value as IotHubDescription | undefined)?.properties?.state).toBe('Inaccessible');
+      vault.enable(v1);
+      expect(await state()).toBe('Active');
+      await expect(arm.checkHubData(ref('hub-brake'))).resolves.toEqual({ readable: true, keyIdentifier: v1 });
+    });
   });
 });

@@ -24,6 +24,8 @@ import type {
   NewKeyVersionSpec,
   Outcome,
   OutcomePublisher,
+  Revocation,
+  RevocationLedger,
   RotationJob,
   HubStepMessage,
   HubUpdateStarted,
@@ -47,6 +49,8 @@ export class FakeKeyVault implements KeyVault {
   /** Rotation policies by key URL. */
   readonly policies = new Map<string, RotationPolicy>();
   created: KeyVersionDetails[] = [];
+  /** Every enable/disable, in order. */
+  readonly enabledChanges: { version: string; enabled: boolean }[] = [];
   /** Called inside createVersion before it returns: lets a test interleave work with a creation in flight. */
   onCreate?: () => Promise<void>;
 
@@ -117,6 +121,29 @@ export class FakeKeyVault implements KeyVault {
     this.created.push(v);
     await this.onCreate?.();
     return v;
+  }
+
+  setEnabled(key: KeyName, version: string, enabled: boolean): Promise<void> {
+    const found = (this.versions.get(keyUrl(key)) ?? []).find((v) => v.version === version);
+    if (!found) return Promise.reject(new KeyNotFoundError(`key ${keyUrl(key)}/${version}`));
+    found.enabled = enabled;
+    this.enabledChanges.push({ version, enabled });
+    return Promise.resolve();
+  }
+}
+
+/** The revocation ledger in memory: each key's last revocation. */
+export class FakeRevocations implements RevocationLedger {
+  readonly byKey = new Map<string, Revocation>();
+
+  record(revocation: Revocation): Promise<void> {
+    this.byKey.set(keyUrl(revocation.key), structuredClone(revocation));
+    return Promise.resolve();
+  }
+
+  last(key: KeyName): Promise<Revocation | undefined> {
+    const found = this.byKey.get(keyUrl(key));
+    return Promise.resolve(found && structuredClone(found));
   }
 }
 

@@ -5,7 +5,17 @@ import { InProcessLock } from '../../src/domain/concurrency';
 import { keyLabel } from '../../src/domain/keyId';
 import type { KeyName } from '../../src/domain/keyId';
 import type { HubStepMessage } from '../../src/domain/ports';
-import { FakeAudit, FakeClock, FakeHubs, FakeJobs, FakeKeyVault, FakeOutcomes, FakeStepQueue, MemoryLogger } from '.';
+import {
+  FakeAudit,
+  FakeClock,
+  FakeHubs,
+  FakeJobs,
+  FakeKeyVault,
+  FakeOutcomes,
+  FakeRevocations,
+  FakeStepQueue,
+  MemoryLogger,
+} from '.';
 
 export const VAULT = 'https://contoso.vault.azure.net';
 export const KEY: KeyName = { vaultUrl: VAULT, name: 'hub-cmk' };
@@ -24,6 +34,7 @@ export const TEST_SETTINGS: RotationSettings = {
   minWaitMs: 1_000,
   maxWaitMs: 300_000,
   nearExpiryDays: 30,
+  retireGraceDays: 7,
 };
 
 export function fakeRotator(settings: Partial<RotationSettings> = {}) {
@@ -36,12 +47,14 @@ export function fakeRotator(settings: Partial<RotationSettings> = {}) {
   const lock = new InProcessLock();
   const jobs = new FakeJobs(clock);
   const steps = new FakeStepQueue(clock);
+  const revocations = new FakeRevocations();
   const deps: Dependencies = {
     keyVault,
     hubs,
     audit,
     outcomes,
     jobs,
+    revocations,
     steps,
     clock,
     lock: { runExclusive: (key, work) => lock.run(keyLabel(key), () => work({ assertHeld: () => undefined })) },
@@ -66,6 +79,7 @@ export function fakeRotator(settings: Partial<RotationSettings> = {}) {
     audit,
     outcomes,
     jobs,
+    revocations,
     steps,
     log,
     rotator,

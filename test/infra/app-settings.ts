@@ -12,6 +12,8 @@ export const NOT_SET_IN_AZURE: Record<string, string> = {
     'the code picks the IoT Hub api-version that carries encryption; override only to test one',
   ROTATOR_HUB_CLAIM_SECONDS: 'the default (600 s) outlasts the longest hub update the app waits for',
   ROTATOR_HUB_RETRY_SECONDS: 'the default backoff (30 s, then four times longer each attempt) suits Azure',
+  ROTATOR_RETIRE_GRACE_DAYS: 'the default (7 days) is the documented grace period; a request may ask for another',
+  ROTATOR_RETIRE_AFTER_DAYS: 'automatic retirement is opt-in: an operator turns it on once retire dry runs look right',
 };
 
 /** Names of the settings the app reads: its config schema (observed through loadConfig) and %...% binding expressions. */

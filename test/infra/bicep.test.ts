@@ -40,7 +40,13 @@ const KEY_VAULT_EVENTS = [
   'Microsoft.KeyVault.KeyExpired',
   'Microsoft.KeyVault.KeyNewVersionCreated',
 ];
-const FAILURE_OUTCOMES = ['CmkRotator.HubKeyUpdateFailed', 'CmkRotator.RotationFailed', 'CmkRotator.VersionUnusable'];
+/** The outcomes that need a person: failures, and a revocation (hubs have lost their data until a restore). */
+const ALERTING_OUTCOMES = [
+  'CmkRotator.HubKeyUpdateFailed',
+  'CmkRotator.RotationFailed',
+  'CmkRotator.VersionUnusable',
+  'CmkRotator.KeyRevoked',
+];
 
 let files: BicepFile[];
 let all: BicepResource[];
@@ -199,9 +205,9 @@ describe('resources', () => {
 
     const failures = only('Microsoft.EventGrid/topics/eventSubscriptions');
     const routed = strings(failures, 'properties.filter.includedEventTypes');
-    expect([...routed].sort()).toEqual([...FAILURE_OUTCOMES].sort());
+    expect([...routed].sort()).toEqual([...ALERTING_OUTCOMES].sort());
     const published = readFileSync('src/domain/ports.ts', 'utf8');
-    for (const type of FAILURE_OUTCOMES) expect(published).toContain(`'${type}'`);
+    for (const type of ALERTING_OUTCOMES) expect(published).toContain(`'${type}'`);
     expect(text(failures, 'properties.deliveryWithResourceIdentity.destination.endpointType')).toBe('StorageQueue');
 
     const alert = only('Microsoft.Insights/metricAlerts');

@@ -71,6 +71,18 @@ describe('sandbox (npm start)', () => {
     expect(output).not.toContain('hub-eus-telemetry:');
   }, 120_000);
 
+  it('--revoke-drill: the preview changes nothing, the revoke needs the name, hubs go dark and come back', async () => {
+    const { code, output } = await runSandbox(['--once', '--revoke-drill'], { SANDBOX_BASE_PORT: '0' });
+    expect(code, output).toBe(0);
+    expect(output).toMatch(/impact\s+5 hubs would lose their data/);
+    expect(output).toMatch(/preview\s+revoke \(dryRun, the default\) would disable 2 version\(s\) and cut off 5 hubs/);
+    expect(output).toMatch(/refused\s+without the key's name: 400 confirm:/);
+    expect(output.match(/hub-\S+ Inaccessible, data unreadable/g)).toHaveLength(5);
+    expect(output).toMatch(/restored 200: re-enabled/);
+    expect(output).toContain('Drill complete: the hubs went dark on revoke and came back on restore.');
+    expect(output.indexOf('revoked  200')).toBeLessThan(output.indexOf('restored 200'));
+  }, 120_000);
+
   it('stays up with the routes to try, and Ctrl-C stops everything it started', async () => {
     const base = 20_000 + Math.floor(Math.random() * 20_000);
     const { code, output } = await runSandbox([], { SANDBOX_BASE_PORT: String(base) }, (text, stop) => {

@@ -32,6 +32,8 @@ describe('loadConfig', () => {
       ROTATOR_OUTCOME_TOPIC_KEY: TOPIC_KEY,
       ROTATOR_DEFAULT_KEY_VALIDITY_DAYS: ' 180 ',
       ROTATOR_NEAR_EXPIRY_DAYS: '14',
+      ROTATOR_RETIRE_GRACE_DAYS: '0',
+      ROTATOR_RETIRE_AFTER_DAYS: '30',
       ROTATOR_HUB_CLAIM_SECONDS: '300',
       ROTATOR_HUB_RETRY_SECONDS: '0',
       ROTATOR_ARM_ENDPOINT: 'https://management.usgovcloudapi.net/',
@@ -48,6 +50,8 @@ describe('loadConfig', () => {
       outcomeTopic: { endpoint: 'https://outcomes.westeurope-1.eventgrid.azure.net/api/events', key: TOPIC_KEY },
       defaultKeyValidityDays: 180,
       nearExpiryDays: 14,
+      retireGraceDays: 0,
+      retireAfterDays: 30,
       hubClaimSeconds: 300,
       hubRetrySeconds: 0,
       armEndpoint: 'https://management.usgovcloudapi.net',
@@ -73,6 +77,7 @@ describe('loadConfig', () => {
       subscriptionIds: [SUB_A],
       defaultKeyValidityDays: 90,
       nearExpiryDays: 30,
+      retireGraceDays: 7,
       hubClaimSeconds: 120,
       hubRetrySeconds: 30,
       armEndpoint: 'https://management.azure.com',
@@ -137,6 +142,14 @@ describe('loadConfig', () => {
   ])('rejects a %s that names nothing', (setting, value) => {
     expect(configError({ ...MINIMAL, [setting]: value }).problems).toEqual([
       expect.stringMatching(new RegExp(`^${setting}: must name at least one`)),
+    ]);
+  });
+
+  it('rejects retirement settings out of range, naming each (automatic retirement needs at least one day)', () => {
+    const error = configError({ ...MINIMAL, ROTATOR_RETIRE_GRACE_DAYS: '-1', ROTATOR_RETIRE_AFTER_DAYS: '0' });
+    expect(error.problems).toEqual([
+      'ROTATOR_RETIRE_GRACE_DAYS: must be a whole number from 0 to 3650 (got "-1")',
+      'ROTATOR_RETIRE_AFTER_DAYS: must be a whole number from 1 to 3650 (got "0")',
     ]);
   });
 
