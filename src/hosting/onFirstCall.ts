@@ -8,8 +8,8 @@ type AsyncMethodName<T> = { [K in keyof T]: T[K] extends AsyncMethod ? K : never
 
 /**
  * Stands in for the adapter `load` builds, which is loaded when one of `methods` is first called and shared by
- * every call after. Naming a method the port has and this list lacks fails type-checking where it is used as the
- * port.
+ * every call after (a failed load is tried again by the next call). Naming a method the port has and this list
+ * lacks fails type-checking where it is used as the port.
  */
 export function onFirstCall<T, K extends AsyncMethodName<T>>(
   methods: readonly K[],
@@ -19,7 +19,10 @@ export function onFirstCall<T, K extends AsyncMethodName<T>>(
   const forward =
     (method: K) =>
     async (...args: unknown[]) => {
-      const adapter = await (loaded ??= load());
+      const adapter = await (loaded ??= load().catch((error: unknown) => {
+        loaded = undefined;
+        throw error;
+      }));
       return (adapter[method] as (...args: unknown[]) => Promise<unknown>).apply(adapter, args);
     };
   return Object.fromEntries(methods.map((method) => [method, forward(method)])) as Pick<T, K>;

@@ -2,7 +2,6 @@
 // bad configuration, so each invocation fails loudly with CONFIG_INVALID (and health answers 503) instead of the
 // worker indexing no functions at all, which Azure reports as a healthy, empty app.
 import type { TokenCredential } from '@azure/core-auth';
-import type { StepQueue } from '../domain/ports';
 import { createRotator } from '../application';
 import type { Rotator } from '../application';
 import { ConfigError, loadConfig } from '../config';
@@ -57,7 +56,7 @@ export function createServices(config: Config, credential: TokenCredential): Rot
         return new JobsTableAdapter(await table(JOBS_TABLE));
       },
     ),
-    steps: onFirstCall(['send', 'reschedule', 'cancel'], async (): Promise<StepQueue> => {
+    steps: onFirstCall(['send', 'reschedule', 'cancel'], async () => {
       const { StorageStepQueue } = await import('../adapters/stepQueue');
       return new StorageStepQueue(
         config.storage.kind === 'connectionString'
