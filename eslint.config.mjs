@@ -22,6 +22,19 @@ export default tseslint.config(
     },
   },
   {
+    files: ['functions/**/*.ts', 'src/**/*.ts'],
+    rules: {
+      'no-restricted-syntax': [
+        'error',
+        {
+          selector: "ImportDeclaration[source.value='zod'] > ImportSpecifier",
+          message:
+            "Write `import * as z from 'zod'`: a named import keeps all of zod (every locale) in the bundle, which each cold start parses.",
+        },
+      ],
+    },
+  },
+  {
     files: ['src/domain/**/*.ts'],
     rules: {
       'no-restricted-imports': [

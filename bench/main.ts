@@ -3,7 +3,8 @@
 // account (as scaled-out instances would), and the clock is the wall clock. Each row delivers one Key Vault event
 // for a key used by N hubs (redelivered every few seconds, as Event Grid may) and times it until every hub
 // references the new version and its update has ended; then a burst of unrelated events. It prints a table and
-// writes bench-results.json. Nothing here asserts a time: the numbers are for people to read.
+// writes bench-results.json. Start-up comes first (startup.ts); `npm run bench -- --startup` measures only that.
+// Nothing here asserts a time: the numbers are for people to read.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { cpus } from 'node:os';
@@ -25,8 +26,9 @@ import { hubKeyIdentifier, hubsPerSubscription, seedFleet } from './fleet';
 import type { HubRef } from './fleet';
 import { FLOOR_FORMULA, floorMs } from './floor';
 import type { ArmConditions } from './floor';
-import { measureModuleLoad, peakRssBytes, resetPeakRss } from './processStats';
-import type { ModuleLoadResult } from './processStats';
+import { peakRssBytes, resetPeakRss } from './processStats';
+import { measureStartup } from './startup';
+import type { StartupFigure, StartupResult } from './startup';
 import { ackLatencies, keyEvent, percentile } from './ack';
 
 const LATENCY_MS = 50;
@@ -92,7 +94,9 @@ const REDELIVERY_EVERY_MS = 2000;
 const UNUSED_KEYS = 20;
 const BURST_EVENTS = 1000;
 const BURST_IN_FLIGHT = 32;
-const MODULE_LOAD_RUNS = 7;
+const STARTUP_RUNS = 15;
+/** Start-up's own subscription, with one hub, so that its keyStatus lists the same small fleet every time. */
+const STARTUP_SUBSCRIPTION = subscription(0);
 const RESULTS_FILE = path.resolve('bench-results.json');
 
 export interface Row {
@@ -237,7 +241,7 @@ async function jobFailures(host: RunningFunctionHost, functionKey: string, keyNa
   return job.progress.failed;
 }
 
-function printTable(rows: Row[], burst: BurstResult, load: ModuleLoadResult) {
+function printTable(rows: Row[], burst: BurstResult) {
   const header = [
     'N',
     'subs',
@@ -285,20 +289,61 @@ function printTable(rows: Row[], burst: BurstResult, load: ModuleLoadResult) {
       `(${burst.inFlight} in flight), ${burst.failures} failed, latency p50 ${burst.latencyMs.p50.toFixed(0)} ms / ` +
       `p95 ${burst.latencyMs.p95.toFixed(0)} ms / max ${burst.latencyMs.max.toFixed(0)} ms`,
   );
+}
+
+function printStartup(startup: StartupResult) {
+  const line = (name: string, f: StartupFigure) =>
+    say(
+      `  ${name.padEnd(18)} median ${f.medianMs.toFixed(0).padStart(4)} ms, ${f.overBaselineMs.toFixed(0).padStart(4)} ms ` +
+        `over node -e 0  (${f.runs.map((t) => t.toFixed(0)).join(', ')})`,
+    );
+  say('');
+  say(`Start-up, ${startup.runs} fresh processes each, paired with a bare node -e 0 (${startup.environment.machine}):`);
+  line('module load', startup.moduleLoad);
+  line('first health', startup.firstHealth);
+  line('first keyStatus', startup.firstKeyStatus);
   say(
-    `Module load (require dist/main.js, fresh process): median ${load.medianMs.toFixed(0)} ms of ${load.runs.length} ` +
-      `runs (${load.runs.map((t) => t.toFixed(0)).join(', ')})`,
+    `  node -e 0: ${startup.baselineMs.probe.toFixed(0)} ms in the probe's environment (${startup.environment.probe}), ` +
+      `${startup.baselineMs.host.toFixed(0)} ms in the host's (${startup.environment.host})`,
+  );
+  say(
+    `  load average ${startup.environment.loadAverageBefore.map((l) => l.toFixed(2)).join(' ')} before, ` +
+      `${startup.environment.loadAverageAfter.map((l) => l.toFixed(2)).join(' ')} after`,
+  );
+}
+
+function writeResults(results: Record<string, unknown>) {
+  writeFileSync(
+    RESULTS_FILE,
+    `${JSON.stringify({ time: new Date().toISOString(), node: process.version, machine: { cpus: cpus().length }, ...results }, null, 2)}\n`,
   );
   say(`Results written to ${path.relative(process.cwd(), RESULTS_FILE)}`);
+}
+
+/** Start-up against its own key and one hub using it, with only start-up's subscription to list. */
+async function startup(stack: RunningStack, keys: KeyClient): Promise<StartupResult> {
+  const key = await keys.createRsaKey('startup', { keySize: 2048, keyOps: ['wrapKey', 'unwrapKey'] });
+  await seedFleet(stack.arm, 'startup', 1, [STARTUP_SUBSCRIPTION], key.id!);
+  const functionKey = randomBytes(16).toString('hex');
+  say(`Start-up: ${STARTUP_RUNS} runs of module load, first health and first keyStatus, each a fresh process...`);
+  return measureStartup({
+    runs: STARTUP_RUNS,
+    appDir: process.cwd(),
+    hostEnv: stack.environment({
+      ...process.env,
+      ROTATOR_ALLOWED_VAULTS: VAULT_URL,
+      ROTATOR_SUBSCRIPTION_IDS: STARTUP_SUBSCRIPTION,
+      ROTATOR_LOCAL_FUNCTION_KEY: functionKey,
+    }),
+    functionKey,
+    keyId: `${VAULT_URL}/keys/startup`,
+  });
 }
 
 async function main(): Promise<number> {
   const tlsDir = path.resolve('.data/bench-tls');
   const { trustBundlePath } = ensureDevCertificate(tlsDir);
   if (process.env.NODE_EXTRA_CA_CERTS !== trustBundlePath) return relaunchTrusting(trustBundlePath);
-
-  say(`Module load: ${MODULE_LOAD_RUNS} cold loads of dist/main.js...`);
-  const moduleLoad = await measureModuleLoad(path.resolve('dist/main.js'), MODULE_LOAD_RUNS);
 
   const dataDir = mkdtempSync(path.join(tmpdir(), 'cmk-rotator-bench-'));
   const stack = await startStack({ dataDir, tlsDir, armPageSize: PAGE_SIZE });
@@ -307,6 +352,12 @@ async function main(): Promise<number> {
     const keys = new KeyClient(VAULT_URL, credential, {
       proxyOptions: { host: 'http://127.0.0.1', port: stack.proxy.port },
     });
+    const startupResult = await startup(stack, keys);
+    printStartup(startupResult);
+    if (process.argv.includes('--startup')) {
+      writeResults({ startup: startupResult });
+      return 0;
+    }
     say('Seeding keys and hubs...');
     const fleets: { keyName: string; fleet: HubRef[] }[] = [];
     for (const [i, scenario] of SCENARIOS.entries()) {
@@ -361,24 +412,15 @@ async function main(): Promise<number> {
       BURST_IN_FLIGHT,
     );
 
-    writeFileSync(
-      RESULTS_FILE,
-      `${JSON.stringify(
-        {
-          time: new Date().toISOString(),
-          node: process.version,
-          machine: { cpus: cpus().length },
-          arm: { latencyMs: LATENCY_MS, writes: WRITES, reads: READS, pageSize: PAGE_SIZE },
-          floorFormula: FLOOR_FORMULA,
-          rows,
-          unrelatedEvents: burst,
-          moduleLoad,
-        },
-        null,
-        2,
-      )}\n`,
-    );
-    printTable(rows, burst, moduleLoad);
+    printTable(rows, burst);
+    printStartup(startupResult);
+    writeResults({
+      arm: { latencyMs: LATENCY_MS, writes: WRITES, reads: READS, pageSize: PAGE_SIZE },
+      floorFormula: FLOOR_FORMULA,
+      rows,
+      unrelatedEvents: burst,
+      startup: startupResult,
+    });
     return 0;
   } catch (error) {
     for (const host of hosts) {

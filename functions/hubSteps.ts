@@ -4,7 +4,7 @@
 import { app } from '@azure/functions';
 import type { InvocationContext } from '@azure/functions';
 import type { Rotator } from '../src/application';
-import { HUB_STEPS_QUEUE } from '../src/adapters/stepQueue';
+import { HUB_STEPS_QUEUE } from '../src/adapters/queueNames';
 import { invocationLogger } from '../src/hosting/logger';
 import { appServices } from '../src/hosting/services';
 import { parseStepMessage } from '../src/hosting/stepMessage';

@@ -3,7 +3,7 @@
 import { app } from '@azure/functions';
 import type { InvocationContext } from '@azure/functions';
 import type { Rotator } from '../src/application';
-import { HUB_STEPS_POISON_QUEUE } from '../src/adapters/stepQueue';
+import { HUB_STEPS_POISON_QUEUE } from '../src/adapters/queueNames';
 import { errorCode, safeMessage } from '../src/domain/errors';
 import { invocationLogger } from '../src/hosting/logger';
 import { appServices } from '../src/hosting/services';

@@ -1,7 +1,7 @@
 // GET /api/keys/impact?keyId=...[&version=...]: the hubs that would lose access to their data if that version (the
 // keyId's own version, or `version`), or with none the whole key, were disabled. Read live; writes nothing.
 import { app } from '@azure/functions';
-import { z } from 'zod';
+import * as z from 'zod';
 import type { Rotator } from '../src/application';
 import { handled, keyRefField, readQuery, versionField, operatorAuthLevel } from '../src/hosting/http';
 import { appServices } from '../src/hosting/services';

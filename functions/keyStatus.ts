@@ -1,7 +1,7 @@
 // GET /api/keys/status?keyId=...: the key's versions, the hubs that use it (each marked current or not) and the
 // progress of the job moving them.
 import { app } from '@azure/functions';
-import { z } from 'zod';
+import * as z from 'zod';
 import type { Rotator } from '../src/application';
 import { handled, keyIdField, readQuery, operatorAuthLevel } from '../src/hosting/http';
 import { appServices } from '../src/hosting/services';

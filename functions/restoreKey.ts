@@ -1,7 +1,7 @@
 // POST /api/keys/restore { keyId, confirm, dryRun? }: re-enable exactly the versions the key's last revocation
 // disabled (as the ledger recorded them); the hubs on them read their data again.
 import { app } from '@azure/functions';
-import { z } from 'zod';
+import * as z from 'zod';
 import type { Rotator } from '../src/application';
 import {
   dryRunField,

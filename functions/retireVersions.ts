@@ -1,7 +1,7 @@
 // POST /api/keys/retire { keyId, dryRun?, graceDays? }: disable the superseded versions no hub uses any more, once a
 // newer usable version has been usable for the grace period. Answers every version with its decision.
 import { app } from '@azure/functions';
-import { z } from 'zod';
+import * as z from 'zod';
 import type { Rotator } from '../src/application';
 import { dryRunField, handled, keyIdField, readBody, operatorAuthLevel } from '../src/hosting/http';
 import { invocationLogger } from '../src/hosting/logger';

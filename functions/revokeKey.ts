@@ -2,7 +2,7 @@
 // version of the key. A dry run (the default) lists the hubs that would lose access; a real revocation needs
 // "dryRun": false and "confirm" set to the key's name.
 import { app } from '@azure/functions';
-import { z } from 'zod';
+import * as z from 'zod';
 import type { Rotator } from '../src/application';
 import {
   dryRunField,

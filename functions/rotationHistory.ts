@@ -1,6 +1,6 @@
 // GET /api/rotations?keyId=...&limit=&continuationToken=: audit records, newest first, page by page.
 import { app } from '@azure/functions';
-import { z } from 'zod';
+import * as z from 'zod';
 import type { Rotator } from '../src/application';
 import { handled, keyIdField, readQuery, operatorAuthLevel } from '../src/hosting/http';
 import { appServices } from '../src/hosting/services';

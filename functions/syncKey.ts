@@ -1,7 +1,7 @@
 // POST /api/keys/sync { keyId, dryRun? }: move hubs to the latest usable version without creating one. Answers with
 // the plan and the job id; the hubs then move step by step (GET /api/jobs/{id}).
 import { app } from '@azure/functions';
-import { z } from 'zod';
+import * as z from 'zod';
 import type { Rotator } from '../src/application';
 import { handled, keyIdField, readBody, operatorAuthLevel } from '../src/hosting/http';
 import { invocationLogger } from '../src/hosting/logger';

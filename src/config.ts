@@ -1,5 +1,5 @@
 // App settings, read and validated once. One error lists every problem; values of secrets are never echoed.
-import { z } from 'zod';
+import * as z from 'zod';
 import { normalizeVaultUrl } from './domain/keyId';
 
 /** The first IoT Hub api-version whose IotHub model has `properties.encryption` (customer-managed keys, preview). */

@@ -1,6 +1,6 @@
 // The ARM emulator's admin API: plain JSON under /_admin/ (no auth; the server only listens on loopback), the same
 // controls tests get in-process, so the sandbox can seed hubs and inject faults over HTTP.
-import { z } from 'zod';
+import * as z from 'zod';
 import { ArmError } from './errors';
 import type { OperationFailure, RequestCounts, RequestFault, RequestLogEntry } from './faults';
 import { parseInput } from './faults';

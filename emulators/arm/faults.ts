@@ -1,6 +1,6 @@
 // Fault injection for the ARM emulator: the failures a rotator meets in Azure (latency, 429/5xx, lost ETag races,
 // failed long-running operations), switchable in-process or over the admin API.
-import { z } from 'zod';
+import * as z from 'zod';
 import { ArmError, formatPath, iotHubError } from './errors';
 
 const requestFaultSchema = z.strictObject({

@@ -1,7 +1,7 @@
 // The Microsoft.Devices/IotHubs resource as the REST specs describe it (azure-rest-api-specs, iothub.json):
 // which api-versions exist, what a PUT body must hold, which fields the service owns, and how each version renders a hub.
 import { createHash } from 'node:crypto';
-import { z } from 'zod';
+import * as z from 'zod';
 import { ArmError, formatPath, iotHubError } from './errors';
 import { ARGUMENT_INVALID } from './hub-readonly';
 

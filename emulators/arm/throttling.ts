@@ -1,7 +1,7 @@
 // ARM's subscription throttling: token buckets per subscription for reads, writes and deletes (Azure Resource
 // Manager "request limits and throttling", token-bucket algorithm), with the remaining-requests headers and the 429
 // ARM answers when a bucket is empty.
-import { z } from 'zod';
+import * as z from 'zod';
 import { ArmError } from './errors';
 import { parseInput } from './faults';
 

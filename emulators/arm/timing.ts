@@ -1,6 +1,6 @@
 // How long a hub's long-running operations run and what Retry-After the emulator answers while they do: one
 // emulator-wide default, overridable per hub (a fleet where some hubs take minutes to update and others seconds).
-import { z } from 'zod';
+import * as z from 'zod';
 import { parseInput } from './faults';
 
 const timingSchema = z.strictObject({

@@ -39,10 +39,3 @@ export class EventGridOutcomePublisher implements OutcomePublisher {
     );
   }
 }
-
-/** Used when no topic is configured: the logs and the audit table still carry every outcome. */
-export class NoOutcomePublisher implements OutcomePublisher {
-  publish(): Promise<void> {
-    return Promise.resolve();
-  }
-}

@@ -7,11 +7,8 @@ import { QueueClient } from '@azure/storage-queue';
 import { mapWithConcurrency } from '../domain/concurrency';
 import type { HubStepMessage, StepQueue, StepReceipt } from '../domain/ports';
 import { guard, toRotatorError } from './azureErrors';
+import { HUB_STEPS_QUEUE } from './queueNames';
 import { createdOnFirstUse } from './tables';
-
-export const HUB_STEPS_QUEUE = 'hub-steps';
-/** Where the host moves a step message that failed maxDequeueCount times (host.json). */
-export const HUB_STEPS_POISON_QUEUE = `${HUB_STEPS_QUEUE}-poison`;
 
 /** Storage queues take a message at most 7 days ahead. */
 const MAX_DELAY_SECONDS = 7 * 86_400 - 60;

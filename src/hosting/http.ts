@@ -1,6 +1,6 @@
 // Request parsing and error answers shared by the HTTP functions.
 import type { HttpRequest, HttpResponseInit, InvocationContext } from '@azure/functions';
-import { z } from 'zod';
+import * as z from 'zod';
 import { RotatorError, ValidationError, safeMessage } from '../domain/errors';
 import type { FieldProblem } from '../domain/errors';
 import { isKeyVersion, parseKeyId } from '../domain/keyId';

@@ -2,18 +2,6 @@
 // bad configuration, so each invocation fails loudly with CONFIG_INVALID (and health answers 503) instead of the
 // worker indexing no functions at all, which Azure reports as a healthy, empty app.
 import type { TokenCredential } from '@azure/core-auth';
-import { TableClient } from '@azure/data-tables';
-import { DefaultAzureCredential } from '@azure/identity';
-import { SharedArmBudget } from '../adapters/armBudget';
-import { BUDGET_TABLE, TableBucketStore } from '../adapters/armBudgetTable';
-import { AUDIT_TABLE, AuditTableAdapter } from '../adapters/auditTable';
-import { IotHubAdapter } from '../adapters/iotHubs';
-import { JOBS_TABLE, JobsTableAdapter } from '../adapters/jobsTable';
-import { KeyVaultAdapter } from '../adapters/keyVault';
-import { LOCKS_TABLE, TableLeaseLock } from '../adapters/leaseLock';
-import { EventGridOutcomePublisher, NoOutcomePublisher } from '../adapters/outcomes';
-import { REVOCATIONS_TABLE, RevocationsTableAdapter } from '../adapters/revocationsTable';
-import { StorageStepQueue } from '../adapters/stepQueue';
 import { createRotator } from '../application';
 import type { Rotator } from '../application';
 import { ConfigError, loadConfig } from '../config';
@@ -21,40 +9,66 @@ import type { Config, StorageSettings } from '../config';
 import { InProcessLock } from '../domain/concurrency';
 import { RotatorError } from '../domain/errors';
 import { keyLabel } from '../domain/keyId';
+import { onFirstCall } from './onFirstCall';
 
 /** ARM's Retry-After for hub operations and throttling is honoured within these bounds. */
 const MIN_WAIT_MS = 1_000;
 const MAX_WAIT_MS = 5 * 60_000;
 
+/** Every adapter is loaded, with its SDK, on the first call of its port (onFirstCall): none at module load. */
 export function createServices(config: Config, credential: TokenCredential): Rotator {
-  const table = tableClients(config.storage, credential);
+  const storageCredential = storageCredentialOf(config.storage, credential);
+  const table = async (name: string) =>
+    (await import('../adapters/tableClients')).tableClient(config.storage, storageCredential, name);
   // The storage lease guards across instances; the in-process lock keeps one instance's own invocations from
   // queueing on the lease.
   const local = new InProcessLock();
-  const lease = new TableLeaseLock(table(LOCKS_TABLE));
-  const storageCredential = storageCredentialOf(config.storage, credential);
+  const lease = onFirstCall(['runExclusive'], async () => {
+    const { LOCKS_TABLE, TableLeaseLock } = await import('../adapters/leaseLock');
+    return new TableLeaseLock(await table(LOCKS_TABLE));
+  });
   return createRotator({
-    keyVault: new KeyVaultAdapter(credential),
-    hubs: new IotHubAdapter(credential, {
-      armEndpoint: config.armEndpoint,
-      subscriptionIds: config.subscriptionIds,
-      apiVersion: config.iotHubApiVersion,
-      budget: new SharedArmBudget(new TableBucketStore(table(BUDGET_TABLE))),
-    }),
-    audit: new AuditTableAdapter(table(AUDIT_TABLE)),
-    jobs: new JobsTableAdapter(table(JOBS_TABLE)),
-    revocations: new RevocationsTableAdapter(table(REVOCATIONS_TABLE)),
-    steps: new StorageStepQueue(
-      config.storage.kind === 'connectionString'
-        ? config.storage
-        : { kind: 'identity', queueServiceUrl: config.storage.queueUrl, credential: storageCredential },
+    keyVault: onFirstCall(
+      ['listVersions', 'getVersion', 'getRotationPolicy', 'createVersion', 'listKeys', 'setEnabled'],
+      async () => new (await import('../adapters/keyVault')).KeyVaultAdapter(credential),
     ),
-    outcomes: config.outcomeTopic
-      ? new EventGridOutcomePublisher(
-          config.outcomeTopic.endpoint,
-          config.outcomeTopic.key ? { key: config.outcomeTopic.key } : credential,
-        )
-      : new NoOutcomePublisher(),
+    hubs: onFirstCall(['listAll', 'get', 'beginReplace', 'operationState'], async () => {
+      const [{ IotHubAdapter }, { SharedArmBudget }, { BUDGET_TABLE, TableBucketStore }] = await Promise.all([
+        import('../adapters/iotHubs'),
+        import('../adapters/armBudget'),
+        import('../adapters/armBudgetTable'),
+      ]);
+      return new IotHubAdapter(credential, {
+        armEndpoint: config.armEndpoint,
+        subscriptionIds: config.subscriptionIds,
+        apiVersion: config.iotHubApiVersion,
+        budget: new SharedArmBudget(new TableBucketStore(await table(BUDGET_TABLE))),
+      });
+    }),
+    audit: onFirstCall(['append', 'list'], async () => {
+      const { AUDIT_TABLE, AuditTableAdapter } = await import('../adapters/auditTable');
+      return new AuditTableAdapter(await table(AUDIT_TABLE));
+    }),
+    jobs: onFirstCall(
+      ['markPlanned', 'open', 'find', 'tasks', 'tasksOf', 'update', 'unfinished', 'jobsOf'],
+      async () => {
+        const { JOBS_TABLE, JobsTableAdapter } = await import('../adapters/jobsTable');
+        return new JobsTableAdapter(await table(JOBS_TABLE));
+      },
+    ),
+    revocations: onFirstCall(['record', 'last'], async () => {
+      const { REVOCATIONS_TABLE, RevocationsTableAdapter } = await import('../adapters/revocationsTable');
+      return new RevocationsTableAdapter(await table(REVOCATIONS_TABLE));
+    }),
+    steps: onFirstCall(['send', 'reschedule', 'cancel'], async () => {
+      const { StorageStepQueue } = await import('../adapters/stepQueue');
+      return new StorageStepQueue(
+        config.storage.kind === 'connectionString'
+          ? config.storage
+          : { kind: 'identity', queueServiceUrl: config.storage.queueUrl, credential: storageCredential },
+      );
+    }),
+    outcomes: config.outcomeTopic ? outcomePublisher(config.outcomeTopic, credential) : noOutcomes,
     lock: { runExclusive: (key, work) => local.run(keyLabel(key), () => lease.runExclusive(key, work)) },
     clock: { now: () => new Date() },
     settings: {
@@ -73,23 +87,26 @@ export function createServices(config: Config, credential: TokenCredential): Rot
   });
 }
 
-function storageCredentialOf(storage: StorageSettings, credential: TokenCredential): TokenCredential {
-  return storage.kind === 'identity' && storage.clientId
-    ? new DefaultAzureCredential({ managedIdentityClientId: storage.clientId })
-    : credential;
+function outcomePublisher(topic: NonNullable<Config['outcomeTopic']>, credential: TokenCredential) {
+  return onFirstCall(['publish'], async () => {
+    const { EventGridOutcomePublisher } = await import('../adapters/outcomes');
+    return new EventGridOutcomePublisher(topic.endpoint, topic.key ? { key: topic.key } : credential);
+  });
 }
 
-function tableClients(storage: StorageSettings, credential: TokenCredential): (name: string) => TableClient {
-  if (storage.kind === 'connectionString') {
-    const { connectionString } = storage;
-    // Azurite speaks plain HTTP; the connection string says so, and the SDK must be told it may.
-    const insecure = /UseDevelopmentStorage=true|DefaultEndpointsProtocol=http;|Endpoint=http:\/\//i.test(
-      connectionString,
-    );
-    return (name) => TableClient.fromConnectionString(connectionString, name, { allowInsecureConnection: insecure });
-  }
-  const storageCredential = storageCredentialOf(storage, credential);
-  return (name) => new TableClient(storage.tableUrl, name, storageCredential);
+/** Used when no topic is configured: the logs and the audit table still carry every outcome. */
+const noOutcomes = { publish: () => Promise.resolve() };
+
+/** DefaultAzureCredential, with @azure/identity (and MSAL) loaded when the first token is asked for. */
+function defaultCredential(managedIdentityClientId: string | undefined): TokenCredential {
+  return onFirstCall(['getToken'], async () => {
+    const { DefaultAzureCredential } = await import('@azure/identity');
+    return new DefaultAzureCredential(managedIdentityClientId ? { managedIdentityClientId } : {});
+  });
+}
+
+function storageCredentialOf(storage: StorageSettings, credential: TokenCredential): TokenCredential {
+  return storage.kind === 'identity' && storage.clientId ? defaultCredential(storage.clientId) : credential;
 }
 
 /** The configuration could not be used: every invocation says so (the problems, never the values). */
@@ -111,9 +128,7 @@ export function appServices(): { rotator: Rotator; config: Config } {
     if (error instanceof ConfigError) throw new ConfigInvalidError(error.problems);
     throw error;
   }
-  const credential = new DefaultAzureCredential(
-    config.managedIdentityClientId ? { managedIdentityClientId: config.managedIdentityClientId } : {},
-  );
+  const credential = defaultCredential(config.managedIdentityClientId);
   services = { rotator: createServices(config, credential), config };
   return services;
 }

@@ -1,5 +1,5 @@
 // The hub step message as it arrives from the queue trigger: validated before any use.
-import { z } from 'zod';
+import * as z from 'zod';
 import { ValidationError } from '../domain/errors';
 import { isKeyVersion, normalizeVaultUrl } from '../domain/keyId';
 import type { HubStepMessage } from '../domain/ports';

@@ -12,6 +12,7 @@ import {
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
+import { SourceMap } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { unzipSync } from 'fflate';
@@ -96,6 +97,16 @@ describe('dist/cmk-rotator.zip', () => {
     for (const name of PACKAGE_FILES) {
       expect(Buffer.from(unzipped[name]!).equals(readFileSync(path.join(STAGED, name))), name).toBe(true);
     }
+  });
+
+  it('has a source map that maps the minified bundle back to the sources (for stack traces)', () => {
+    const bundle = Buffer.from(unzipped['main.js']!).toString('utf8');
+    const map = new SourceMap(JSON.parse(Buffer.from(unzipped['main.js.map']!).toString('utf8')) as never);
+    const at = bundle.indexOf('function healthHandler(');
+    const before = bundle.slice(0, at).split('\n');
+    const entry = map.findEntry(before.length - 1, before.at(-1)!.length);
+    expect(bundle.endsWith('//# sourceMappingURL=main.js.map\n')).toBe(true);
+    expect(entry).toMatchObject({ originalSource: expect.stringMatching(/functions\/health\.ts$/) });
   });
 
   it('is byte-for-byte the same when packaged again', () => {
