@@ -32,6 +32,7 @@ describe('Key Vault event refusals', () => {
       ],
     ],
     ['a blank id', event({ id: '   ' }), [{ field: 'id', message: 'is required' }]],
+    ['an id that is not text', event({ id: 5 }), [{ field: 'id', message: 'is required' }]],
     ['an id too long', event({ id: 'i'.repeat(257) }), [{ field: 'id', message: 'must be at most 256 characters' }]],
     [
       'a type too long',
@@ -95,6 +96,8 @@ describe('epochs as Key Vault sends them', () => {
     ['1780000000.5', '2026-05-28T20:26:40.500Z'],
     ['-1', '1969-12-31T23:59:59.000Z'],
     ['2026-05-28T20:26:40Z', '2026-05-28T20:26:40.000Z'],
+    ['2026-05-28', '2026-05-28T00:00:00.000Z'],
+    ['1780000000.25', '2026-05-28T20:26:40.250Z'],
   ])('%j is %s', (value, iso) => {
     expect(parseEpoch(value)?.toISOString()).toBe(iso);
   });

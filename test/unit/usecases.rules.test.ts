@@ -11,7 +11,7 @@ import {
 } from '../../src/domain/errors';
 import type { HubReport } from '../../src/domain/hubStep';
 import type { HubTask, RotationJob } from '../../src/domain/ports';
-import { KEY, VAULT, fakeRotator, hubId } from '../fakes/rotator';
+import { KEY, VAULT, fakeRotator, hubId, keyVaultEvent } from '../fakes/rotator';
 
 const KEY_ID = `${VAULT}/keys/hub-cmk`;
 const report = (result: HubReport['result']): HubReport => ({ hubId: 'h', hubName: 'h', from: [], to: 'v', result });
@@ -189,6 +189,43 @@ describe('the target version', () => {
   });
 });
 
+describe('a repeated event for a job', () => {
+  it('is answered at once, without listing hubs, when the job is planned or was opened moments ago', async () => {
+    const t = fakeRotator();
+    const v1 = t.keyVault.addVersion(KEY);
+    const v2 = t.keyVault.addVersion(KEY);
+    t.hubs.add(hubId('a'), v1.id);
+    const event = keyVaultEvent('KeyNewVersionCreated', v2.id);
+    await t.rotator.handleEvent(event, t.invocation);
+    const listings = t.hubs.listings;
+    const again = await t.rotator.handleEvent({ ...event, id: 'e2' }, t.invocation);
+    expect(again.decision).toMatch(new RegExp(`; the move to ${v2.version} is already planned$`));
+    expect(t.hubs.listings).toBe(listings);
+    expect(t.log.lines.filter((l) => l.event === 'job.joined').map((l) => l.fields)).toEqual([
+      { key: 'contoso.vault.azure.net/hub-cmk', version: v2.version, jobId: again.jobId, planned: true },
+    ]);
+
+    const other = fakeRotator();
+    const w1 = other.keyVault.addVersion(KEY);
+    const w2 = other.keyVault.addVersion(KEY);
+    other.hubs.add(hubId('a'), w1.id);
+    const job: RotationJob = {
+      key: KEY,
+      targetVersion: w2.version,
+      targetId: w2.id,
+      trigger: 'event',
+      correlationId: 'c',
+      openedAt: other.clock.now(),
+    };
+    await other.jobs.open(job, []);
+    const joined = await other.rotator.handleEvent(keyVaultEvent('KeyNewVersionCreated', w2.id), other.invocation);
+    expect(joined.decision).toMatch(/is already being planned$/);
+    other.clock.advance(60_000);
+    const replanned = await other.rotator.handleEvent(keyVaultEvent('KeyNewVersionCreated', w2.id), other.invocation);
+    expect(replanned.hubs.map((h) => h.hubName)).toEqual(['a']);
+  });
+});
+
 describe('restarting steps that went quiet', () => {
   it('restarts an open task only when its lease, last change and wait all lie two leases back', async () => {
     const t = fakeRotator();
@@ -238,6 +275,46 @@ describe('restarting steps that went quiet', () => {
 });
 
 describe('status and the key list read what they show', () => {
+  it('takes the last rotation from the newest rotated record, not from newer moves', async () => {
+    const t = fakeRotator();
+    const v1 = t.keyVault.addVersion(KEY);
+    t.hubs.add(hubId('a'), v1.id);
+    const rotated = await t.rotator.rotate(KEY, { dryRun: false }, t.invocation);
+    await t.drain();
+    expect(t.audit.records.at(-1)?.result).toBe('moved');
+    const status = await t.rotator.status(KEY);
+    expect(status.lastRotation).toMatchObject({
+      version: rotated.createdVersion?.split('/').pop(),
+      trigger: 'manual-rotate',
+    });
+    expect(status.hubs[0]?.move).toStrictEqual({
+      result: 'moved',
+      finishedAt: expect.any(String),
+      durationMs: expect.any(Number),
+    });
+  });
+
+  it('lets a Key Vault failure through instead of showing the key as having no usable version', async () => {
+    const t = fakeRotator();
+    t.keyVault.addVersion(KEY);
+    t.keyVault.getVersion = () => Promise.reject(new UpstreamUnavailableError('vault down'));
+    await expect(t.rotator.status(KEY)).rejects.toMatchObject({ code: 'UPSTREAM_UNAVAILABLE' });
+  });
+
+  it('says a sync was requested, and plans only the hubs that are behind', async () => {
+    const t = fakeRotator();
+    const v1 = t.keyVault.addVersion(KEY);
+    const v2 = t.keyVault.addVersion(KEY);
+    t.hubs.add(hubId('behind'), v1.id);
+    t.hubs.add(hubId('current'), v2.id);
+    const plan = await t.rotator.sync(KEY, { dryRun: true }, t.invocation);
+    expect(plan.decision).toBe('sync requested');
+    expect(plan.hubs.map((h) => [h.hubName, h.result])).toEqual([
+      ['behind', 'planned'],
+      ['current', 'already-current'],
+    ]);
+  });
+
   it('shows the last rotation from the newest rotated record, and each hub’s move duration when it has one', async () => {
     const t = fakeRotator();
     const v1 = t.keyVault.addVersion(KEY);
@@ -251,7 +328,7 @@ describe('status and the key list read what they show', () => {
     expect(first.createdVersion).not.toBe(second.createdVersion);
     expect(status.notifyBeforeExpiry).toBe('P30D');
     expect(status.job).toMatchObject({ createdVersion: second.createdVersion?.split('/').pop() });
-    expect(status.hubs[0]?.move).toEqual({ result: 'queued' });
+    expect(status.hubs[0]?.move).toStrictEqual({ result: 'queued' });
   });
 
   it('shows a key with no usable version, its versions’ validity dates, and no rotation yet', async () => {
