@@ -120,7 +120,7 @@ export async function describeKey(deps: Dependencies, key: KeyName, hubs: readon
   return {
     keyId: keyUrl(key),
     ...(target ? { latestUsableVersion: target.id } : {}),
-    health: keyHealth({ hubs: counts, current: target, notifyBeforeExpiry, now }),
+    health: keyHealth({ hubs: counts, current: target, notifyBeforeExpiry, revoked: !!revocation, now }),
     versions: versions.map((v) => ({
       id: v.id,
       version: v.version,

@@ -45,15 +45,17 @@ export interface KeyHealthInput {
   current: Pick<KeyVersionSummary, 'expiresOn'> | undefined;
   /** The rotation policy's Notify (ISO 8601), undefined for Key Vault's default. */
   notifyBeforeExpiry: string | undefined;
+  /** The key's revocation is not restored yet. */
+  revoked?: boolean;
   now: Date;
 }
 
 /**
- * Red when data is at risk or a move gave up: hubs on unusable versions, failed hubs, no usable version. Amber when
+ * Red when data is at risk or a move gave up: a revoked key, hubs on unusable versions, failed hubs, no usable version. Amber when
  * something is due: hubs behind, or the current version inside its notify window. Green otherwise.
  */
-export function keyHealth({ hubs, current, notifyBeforeExpiry, now }: KeyHealthInput): KeyHealth {
-  const red: string[] = [];
+export function keyHealth({ hubs, current, notifyBeforeExpiry, revoked, now }: KeyHealthInput): KeyHealth {
+  const red: string[] = revoked ? ['the key is revoked: it is not rotated until it is restored'] : [];
   const amber: string[] = [];
   const plural = (n: number, what: string) => `${n} hub${n === 1 ? '' : 's'} ${what}`;
   if (hubs.unusable) red.push(plural(hubs.unusable, 'on a version that cannot be used'));

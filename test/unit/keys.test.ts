@@ -100,6 +100,25 @@ describe('key health', () => {
     });
   });
 
+  it('is red while the key is revoked, saying so first', () => {
+    expect(
+      keyHealth({
+        hubs: counts({ unusable: 1 }),
+        current: undefined,
+        notifyBeforeExpiry: undefined,
+        revoked: true,
+        now: NOW,
+      }),
+    ).toEqual({
+      level: 'red',
+      reasons: [
+        'the key is revoked: it is not rotated until it is restored',
+        '1 hub on a version that cannot be used',
+        'no version is usable (all disabled, expired or not yet valid)',
+      ],
+    });
+  });
+
   it('is not amber for a version without expiry', () => {
     expect(keyHealth({ hubs: counts(), current: {}, notifyBeforeExpiry: undefined, now: NOW }).level).toBe('green');
   });

@@ -70,6 +70,9 @@ describe('revoke and restore: logs, audit records and outcomes', () => {
     expect(dry).toMatchObject({ status: 'planned', next: 'to revoke, send "dryRun": false and "confirm": "hub-cmk"' });
     const done = await t.rotator.revoke(KEY, { dryRun: false, confirm: 'hub-cmk' }, t.invocation);
     expect(done).not.toHaveProperty('next');
+    expect((await t.rotator.status(KEY)).health.reasons[0]).toBe(
+      'the key is revoked: it is not rotated until it is restored',
+    );
     expect(t.log.lines).toContainEqual({
       level: 'warn',
       event: 'key.revoked',
