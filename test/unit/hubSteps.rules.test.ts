@@ -25,7 +25,7 @@ async function planned(names: string[], settings: Partial<RotationSettings> = {}
 
 type Entries = { encryption: { keyVaultProperties: { keyIdentifier: string }[] } };
 const entriesOf = (t: FakeRotator, hub: string) =>
-  (t.hubs.hubs.get(hub)!.body.properties as unknown as Entries).encryption.keyVaultProperties;
+  (t.hubs.hubs.get(hub)!.body.properties as Entries).encryption.keyVaultProperties;
 const setState = (t: FakeRotator, hub: string, state: string) =>
   void ((t.hubs.hubs.get(hub)!.body.properties as JsonObject).provisioningState = state);
 /** A second encryption entry for the key on the hub (ARM lets a hub list several). */

@@ -112,7 +112,7 @@ describe('an operator’s rotation', () => {
 
   it('plans the hubs’ move to the created version, even one Key Vault lists in the same second as the previous', async () => {
     const t = fakeRotator();
-    const v1 = t.keyVault.addVersion(KEY, { version: 'f'.repeat(32), latest: true } as Partial<KeyVersionSummary>);
+    const v1 = t.keyVault.addVersion(KEY, { version: 'f'.repeat(32), latest: true });
     const hub = t.hubs.add(hubId('hub'), v1.id);
     vi.spyOn(t.keyVault, 'createVersion').mockImplementation((key, spec) =>
       Promise.resolve(
