@@ -6,7 +6,7 @@ import type { RotationSettings } from '../../src/application';
 import { UpstreamUnavailableError } from '../../src/domain/errors';
 import { jobIdOf } from '../../src/domain/jobId';
 import type { HubTask, JsonObject, RotationJob } from '../../src/domain/ports';
-import { KEY, VAULT, fakeRotator, hubId } from '../fakes/rotator';
+import { KEY, VAULT, fakeRotator, hubId, keyVaultEvent } from '../fakes/rotator';
 import type { FakeRotator } from '../fakes/rotator';
 
 const START = new Date('2026-06-01T00:00:00Z').getTime();
@@ -145,10 +145,35 @@ describe('races with another instance', () => {
   it('when the queue gives no receipt for the watchdog, the next step is still sent', async () => {
     const { t, v2, hubs } = await planned(['hub']);
     const [message] = t.steps.takeDue();
+    const other = { ...message!, hubs: [{ hubId: hubId('elsewhere'), step: 7 }] };
+    await t.steps.send([other], 3_600_000); // another job's message waits in the queue
     vi.spyOn(t.steps, 'send').mockResolvedValueOnce([]);
     await t.rotator.advanceHub(message!, t.invocation);
-    expect(t.steps.queuedHubs()).toEqual([
+    expect(t.steps.queuedHubs().filter((h) => h.hubId === hubs[0])).toEqual([
       { id: expect.any(String), hubId: hubs[0], step: 1, visibleAt: START + 10_000 },
+    ]);
+    await t.drain();
+    expect(t.hubs.keyOf(hubs[0]!)).toBe(v2.id);
+  });
+
+  it('when the queue gives no receipt for the watchdog and the hub finished, nothing is sent', async () => {
+    const { t, v2, hubs } = await planned(['current']);
+    entriesOf(t, hubs[0]!)[0]!.keyIdentifier = v2.id;
+    const [message] = t.steps.takeDue();
+    const send = vi.spyOn(t.steps, 'send').mockResolvedValueOnce([]);
+    await t.rotator.advanceHub(message!, t.invocation);
+    expect(send).toHaveBeenCalledTimes(1);
+    expect(t.jobs.taskOf(hubs[0]!)).toMatchObject({ state: 'already-current', recorded: true });
+  });
+
+  it('when the watchdog is gone already (taken early), the next step is sent anew', async () => {
+    const { t, v2, hubs } = await planned(['hub']);
+    const [message] = t.steps.takeDue();
+    vi.spyOn(t.steps, 'reschedule').mockResolvedValueOnce(false);
+    await t.rotator.advanceHub(message!, t.invocation);
+    expect(t.steps.queuedHubs().map((h) => [h.hubId, h.step, h.visibleAt - START])).toEqual([
+      [hubs[0], 1, 60_000], // the watchdog, as the fake still holds it
+      [hubs[0], 1, 10_000],
     ]);
     await t.drain();
     expect(t.hubs.keyOf(hubs[0]!)).toBe(v2.id);
@@ -180,11 +205,15 @@ describe('the job row is read once per instance', () => {
     await advance(0);
     await advance(199);
     expect(find).toHaveBeenCalledTimes(200);
+    // A job the ledger does not know takes no room.
+    await t.rotator.advanceHub({ key: KEY, targetVersion: 'e'.repeat(32), hubs: [] }, t.invocation);
+    await advance(0);
+    expect(find).toHaveBeenCalledTimes(201);
     await advance(200); // the 201st: the oldest (0) makes room
     await advance(1);
-    expect(find).toHaveBeenCalledTimes(201);
-    await advance(0);
     expect(find).toHaveBeenCalledTimes(202);
+    await advance(0);
+    expect(find).toHaveBeenCalledTimes(203);
   });
 
   it('a job the ledger does not know is asked for again (it may be opened meanwhile)', async () => {
@@ -250,6 +279,7 @@ describe('hubs with several encryption entries for the key', () => {
     await t0.drain();
     expect(t0.jobs.taskOf(hub)).toMatchObject({ state: 'failed', errorCode: 'HUB_KEY_NOT_APPLIED' });
     expect(lines(t0, 'hub.failed')[0]?.fields.from).toBe(`${v1.id},${v1.id}`);
+    expect(t0.audit.records[0]?.fromVersion).toBe(`${v1.version},${v1.version}`);
   });
 });
 
@@ -497,6 +527,19 @@ describe('the record of a hub’s final state', () => {
     expect(lines(t, 'hub.already-current')).toHaveLength(1);
     expect(lines(t, 'hub.already-current')[0]!.level).toBe('info');
     expect(t.outcomes.sent).toEqual([]);
+  });
+
+  it('of a job an event opened carries the event’s id', async () => {
+    const t = fakeRotator();
+    const v1 = t.keyVault.addVersion(KEY);
+    t.hubs.add(hubId('hub'), v1.id);
+    const v2 = t.keyVault.addVersion(KEY);
+    const event = keyVaultEvent('KeyNewVersionCreated', v2.id);
+    await t.rotator.handleEvent(event, t.invocation);
+    await t.drain();
+    expect(t.audit.records.filter((r) => r.hubId)).toEqual([
+      expect.objectContaining({ result: 'moved', eventId: event.id, trigger: 'event' }),
+    ]);
   });
 
   it('a hub on a versionless reference is recorded with an empty from-version', async () => {
