@@ -80,10 +80,11 @@ describe('an operator’s rotation', () => {
 
   it('a retried request repairs the record of the version it created: same id (lower case), no from-version when untagged', async () => {
     const t = fakeRotator();
-    const v1 = t.keyVault.addVersion(KEY, { tags: undefined as unknown as Record<string, string> });
-    t.hubs.add(hubId('hub'), v1.id);
-    // The first attempt created this version (with the request's tag) and died before its audit record.
+    // The first attempt created this version (with the request's tag) and died before its audit record; a newer,
+    // disabled version without tags came later.
     const earlier = t.keyVault.addVersion(KEY, { version: 'ABCDEF'.padEnd(32, '0'), tags: { [REQUEST_TAG]: 'req-1' } });
+    t.keyVault.addVersion(KEY, { enabled: false, tags: undefined as unknown as Record<string, string> });
+    t.hubs.add(hubId('hub'), `${KEY_URL}/${'0'.repeat(32)}`);
     const report = await t.rotator.rotate(KEY, { dryRun: false, requestId: 'req-1' }, t.invocation);
     expect(t.keyVault.created).toHaveLength(0);
     expect(report.decision).toMatch(
