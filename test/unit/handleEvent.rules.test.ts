@@ -115,10 +115,8 @@ describe('a key event', () => {
     const [warning] = lines(t, 'version.unusable');
     expect(warning).toMatchObject({ level: 'warn', fields: { key: LABEL, version: weak.version } });
     const detail = warning!.fields.reason as string;
-    expect(detail).toMatch(
-      new RegExp(
-        `^version ${weak.version} cannot protect a hub \\(.*wrapKey.*\\); hubs stay on their current version until a usable one exists$`,
-      ),
+    expect(detail).toBe(
+      `version ${weak.version} cannot protect a hub (its key_ops do not allow wrapKey; its key_ops do not allow unwrapKey); hubs stay on their current version until a usable one exists`,
     );
     expect(t.audit.records).toContainEqual(
       expect.objectContaining({
@@ -135,6 +133,26 @@ describe('a key event', () => {
       expect.objectContaining({ type: 'CmkRotator.VersionUnusable', subject: weak.id }),
     );
     expect(t.hubs.puts).toHaveLength(0);
+  });
+});
+
+describe('an event for a revoked key', () => {
+  it('is ignored, logged as event.revoked-key with the event, key and version', async () => {
+    const t = fakeRotator();
+    const v1 = t.keyVault.addVersion(KEY, { expiresOn: new Date(NOW + 10 * DAY) });
+    t.hubs.add(hubId('hub'), v1.id);
+    await t.revocations.record({ key: KEY, versions: [], revokedAt: new Date(NOW - DAY), correlationId: 'c' });
+    const event = keyVaultEvent('KeyNearExpiry', v1.id);
+    const report = await t.rotator.handleEvent(event, t.invocation);
+    expect(report.status).toBe('ignored');
+    expect(t.keyVault.created).toHaveLength(0);
+    expect(t.log.lines.filter((l) => l.event === 'event.revoked-key')).toEqual([
+      {
+        level: 'warn',
+        event: 'event.revoked-key',
+        fields: { eventId: event.id, key: LABEL, version: v1.version },
+      },
+    ]);
   });
 });
 
