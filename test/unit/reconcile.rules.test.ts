@@ -122,3 +122,57 @@ describe('open jobs', () => {
     ]);
   });
 });
+
+describe('automatic retirement', () => {
+  /** v0 and v1 superseded long ago, v2 current on the hub. */
+  function superseded(settings: { retireAfterDays?: number } = {}) {
+    const t = fakeRotator(settings);
+    const now = t.clock.now().getTime();
+    const v0 = t.keyVault.addVersion(KEY, { createdOn: new Date(now - 200 * DAY) });
+    const v1 = t.keyVault.addVersion(KEY, { createdOn: new Date(now - 100 * DAY) });
+    const v2 = t.keyVault.addVersion(KEY, { createdOn: new Date(now - 50 * DAY) });
+    t.hubs.add(hubId('hub'), v2.id);
+    return { t, v0, v1, v2 };
+  }
+
+  it('is off unless configured: nothing is disabled, the hubs are listed once', async () => {
+    const { t } = superseded();
+    const report = await t.rotator.reconcile(t.invocation);
+    expect(report.retired).toEqual([]);
+    expect(t.keyVault.enabledChanges).toEqual([]);
+    expect(t.hubs.listings).toBe(1);
+  });
+
+  it('when configured, retires a settled key’s superseded versions and counts them in the summary', async () => {
+    const { t, v0, v1 } = superseded({ retireAfterDays: 14 });
+    const report = await t.rotator.reconcile(t.invocation);
+    expect(report.retired).toEqual(
+      [{ keyId: KEY_URL, versions: [v0.version, v1.version].sort() }].map((r) => ({
+        ...r,
+        versions: expect.arrayContaining(r.versions),
+      })),
+    );
+    expect(report.retired[0]!.versions).toHaveLength(2);
+    expect(t.log.lines.find((l) => l.event === 'reconcile.done')?.fields.retired).toBe(2);
+  });
+
+  it('leaves a key that is rotating or moving alone', async () => {
+    const { t, v1 } = superseded({ retireAfterDays: 14 });
+    t.hubs.add(hubId('behind'), v1.id);
+    const report = await t.rotator.reconcile(t.invocation);
+    expect(report.rotations).toHaveLength(1);
+    expect(report.retired).toEqual([]);
+    expect(report.failures).toEqual([]);
+    expect(t.keyVault.enabledChanges).toEqual([]);
+  });
+
+  it('a retirement that fails is reported; the reconciler goes on', async () => {
+    const { t } = superseded({ retireAfterDays: 14 });
+    vi.spyOn(t.keyVault, 'setEnabled').mockRejectedValue(new UpstreamUnavailableError('the vault is unavailable'));
+    const report = await t.rotator.reconcile(t.invocation);
+    expect(report.retired).toEqual([]);
+    expect(report.failures).toEqual([
+      { keyId: KEY_URL, errorCode: 'UPSTREAM_UNAVAILABLE', message: 'the vault is unavailable' },
+    ]);
+  });
+});
