@@ -146,13 +146,9 @@ describe('automatic retirement', () => {
   it('when configured, retires a settled key’s superseded versions and counts them in the summary', async () => {
     const { t, v0, v1 } = superseded({ retireAfterDays: 14 });
     const report = await t.rotator.reconcile(t.invocation);
-    expect(report.retired).toEqual(
-      [{ keyId: KEY_URL, versions: [v0.version, v1.version].sort() }].map((r) => ({
-        ...r,
-        versions: expect.arrayContaining(r.versions),
-      })),
-    );
-    expect(report.retired[0]!.versions).toHaveLength(2);
+    expect(report.retired.map((r) => [r.keyId, [...r.versions].sort()])).toEqual([
+      [KEY_URL, [v0.version, v1.version].sort()],
+    ]);
     expect(t.log.lines.find((l) => l.event === 'reconcile.done')?.fields.retired).toBe(2);
   });
 
