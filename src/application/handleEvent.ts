@@ -125,8 +125,8 @@ function firstRefusalInAWhile(deps: Dependencies, vaultUrl: string): boolean {
   let audited = foreignVaultsAudited.get(deps);
   if (!audited) foreignVaultsAudited.set(deps, (audited = new Map<string, number>()));
   const now = deps.clock.now().getTime();
-  const last = audited.get(vaultUrl);
-  if (last !== undefined && now - last < FOREIGN_VAULT_AUDIT_INTERVAL_MS) return false;
+  const last = audited.get(vaultUrl) ?? -Infinity;
+  if (now - last < FOREIGN_VAULT_AUDIT_INTERVAL_MS) return false;
   audited.set(vaultUrl, now);
   return true;
 }
