@@ -6,9 +6,9 @@ import { keyIdentifiersOf } from '../domain/hubs';
 import { keyLabel, keyUrl, tryParseKeyId } from '../domain/keyId';
 import type { KeyName } from '../domain/keyId';
 import type { HubStanding } from '../domain/keyHealth';
-import type { HubDocument } from '../domain/ports';
+import type { HubDocument, RotationPolicy } from '../domain/ports';
 import type { Dependencies } from './context';
-import { describeKey } from './status';
+import { describeKey, standingCounts } from './status';
 import type { KeyStatus } from './status';
 
 export type KeyOverview = Omit<KeyStatus, 'hubs'> & {
@@ -53,16 +53,17 @@ export async function listKeys(deps: Dependencies): Promise<KeyList> {
     }
   }
   const problems: KeyProblem[] = [];
-  const withPolicy = new Set<string>();
+  // Every key of the allowed vaults has its policy read here once; describing a key reuses it.
+  const policies = new Map<string, RotationPolicy | undefined>();
+  const hasPolicy = (key: KeyName) => !!policies.get(keyLabel(key))?.createdOn;
   for (const vaultUrl of allowed) {
     try {
       const names = await deps.keyVault.listKeys(vaultUrl);
       await mapWithConcurrency(names, KEYS_AT_ONCE, async (key) => {
-        if ((await deps.keyVault.getRotationPolicy(key))?.createdOn) withPolicy.add(keyLabel(key));
+        policies.set(keyLabel(key), await deps.keyVault.getRotationPolicy(key));
       });
       for (const key of names) {
-        if (withPolicy.has(keyLabel(key)) && !hubsByKey.has(keyLabel(key)))
-          hubsByKey.set(keyLabel(key), { key, hubs: [] });
+        if (hasPolicy(key) && !hubsByKey.has(keyLabel(key))) hubsByKey.set(keyLabel(key), { key, hubs: [] });
       }
     } catch (error) {
       problems.push({ keyId: vaultUrl, error: { code: errorCode(error), message: safeMessage(error) } });
@@ -72,7 +73,9 @@ export async function listKeys(deps: Dependencies): Promise<KeyList> {
   const managed = entries.filter((e) => allowed.has(e.key.vaultUrl));
   const described = await mapWithConcurrency(managed, KEYS_AT_ONCE, async ({ key, hubs }) => {
     try {
-      return overview(key, await describeKey(deps, key, hubs), withPolicy.has(keyLabel(key)));
+      const label = keyLabel(key);
+      const known = policies.has(label) ? { policy: policies.get(label) } : undefined;
+      return overview(key, await describeKey(deps, key, hubs, known), hasPolicy(key));
     } catch (error) {
       problems.push({ keyId: keyUrl(key), error: { code: errorCode(error), message: safeMessage(error) } });
       return undefined;
@@ -88,7 +91,5 @@ export async function listKeys(deps: Dependencies): Promise<KeyList> {
 }
 
 function overview(key: KeyName, status: KeyStatus, rotationPolicy: boolean): KeyOverview {
-  const hubs: Record<HubStanding, number> = { current: 0, behind: 0, unusable: 0, failed: 0 };
-  for (const hub of status.hubs) hubs[hub.standing]++;
-  return { ...status, vaultUrl: key.vaultUrl, name: key.name, hubs, rotationPolicy };
+  return { ...status, vaultUrl: key.vaultUrl, name: key.name, hubs: standingCounts(status.hubs), rotationPolicy };
 }

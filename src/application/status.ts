@@ -10,7 +10,7 @@ import type { HubStanding, KeyHealth } from '../domain/keyHealth';
 import { keyUrl } from '../domain/keyId';
 import type { KeyName } from '../domain/keyId';
 import { isLive, newestFirst, notifyWindowOpens } from '../domain/keyPolicy';
-import type { AuditPage, HubDocument, HubTask, RotationJob } from '../domain/ports';
+import type { AuditPage, HubDocument, HubTask, RotationJob, RotationPolicy } from '../domain/ports';
 import { assertAllowed, hubsUsing, latestUsable } from './context';
 import type { Dependencies } from './context';
 import { taskReport } from './propagate';
@@ -82,12 +82,20 @@ const DEFAULT_NOTIFY = 'P30D';
 /** Enough of the audit log to find the last rotation of a key rotated daily for weeks. */
 const AUDIT_LOOKBACK = 100;
 
-/** Everything known about a key and the hubs given (those that use it). */
-export async function describeKey(deps: Dependencies, key: KeyName, hubs: readonly HubDocument[]): Promise<KeyStatus> {
+/**
+ * Everything known about a key and the hubs given (those that use it). `known` carries the rotation policy when the
+ * caller read it already (undefined in it: the key has none), so it is not read again.
+ */
+export async function describeKey(
+  deps: Dependencies,
+  key: KeyName,
+  hubs: readonly HubDocument[],
+  known?: { policy: RotationPolicy | undefined },
+): Promise<KeyStatus> {
   const now = deps.clock.now();
   const [versions, policy, audit] = await Promise.all([
     deps.keyVault.listVersions(key).then(newestFirst),
-    deps.keyVault.getRotationPolicy(key),
+    known ? known.policy : deps.keyVault.getRotationPolicy(key),
     deps.audit.list(key, AUDIT_LOOKBACK),
   ]);
   const target = await latestUsable(deps, key, versions).catch((e: unknown) => {
@@ -112,8 +120,7 @@ export async function describeKey(deps: Dependencies, key: KeyName, hubs: readon
       ...(task ? { move: moveOf(task, now) } : {}),
     };
   });
-  const counts = Object.fromEntries(HUB_STANDINGS.map((s) => [s, 0])) as Record<HubStanding, number>;
-  for (const hub of hubViews) counts[hub.standing]++;
+  const counts = standingCounts(hubViews);
   const notifyBeforeExpiry = policy?.notifyBeforeExpiry ?? DEFAULT_NOTIFY;
   const rotated = audit.records.find((r) => r.result === 'rotated');
   const revocation = await activeRevocation(deps, key);
@@ -149,6 +156,13 @@ export async function describeKey(deps: Dependencies, key: KeyName, hubs: readon
       ? { revoked: { revokedAt: revocation.revokedAt.toISOString(), versions: revocation.versions } }
       : {}),
   };
+}
+
+/** Hubs per standing, every standing present. */
+export function standingCounts(hubs: readonly Pick<HubView, 'standing'>[]): Record<HubStanding, number> {
+  const counts = Object.fromEntries(HUB_STANDINGS.map((s) => [s, 0])) as Record<HubStanding, number>;
+  for (const hub of hubs) counts[hub.standing]++;
+  return counts;
 }
 
 function moveOf(task: HubTask, now: Date): NonNullable<HubView['move']> {

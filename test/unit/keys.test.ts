@@ -141,8 +141,17 @@ describe('GET /api/keys', () => {
     t.keyVault.policies.set(`${VAULT}/keys/hub-cmk`, { notifyBeforeExpiry: 'P10D' });
     t.hubs.add(hubId('foreign'), 'https://other.vault.azure.net/keys/k/0123456789abcdef0123456789abcdef');
 
+    const policyReads: string[] = [];
+    const readPolicy = t.keyVault.getRotationPolicy.bind(t.keyVault);
+    t.keyVault.getRotationPolicy = (key) => {
+      policyReads.push(key.name);
+      return readPolicy(key);
+    };
+
     const list = await t.rotator.keys();
 
+    // Each key's policy is read once: the listing's read serves its description too.
+    expect(policyReads.sort()).toEqual(['hub-cmk', 'policy-only', 'unused']);
     expect(list.keys.map((k) => k.name)).toEqual(['hub-cmk', 'policy-only']);
     const [key, policy] = list.keys;
     expect(key).toMatchObject({
