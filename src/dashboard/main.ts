@@ -48,15 +48,25 @@ async function refresh() {
   window.clearTimeout(timer);
   let moving = false;
   try {
-    const list = await api.get<KeyList>('keys');
-    moving = list.keys.some((k) => k.job && !k.job.done);
+    let list = await api.get<KeyList>('keys');
     if (!selected || !list.keys.some((k) => k.keyId === selected)) {
       selected = (list.keys.find((k) => k.health.level === 'red') ?? list.keys[0])?.keyId;
     }
     const now = Date.now();
+    if (selected) {
+      const [status, audit] = await Promise.all([
+        api.get<KeyStatus>('keys/status', { keyId: selected }),
+        api.get<AuditPageView>('rotations', {
+          keyId: selected,
+          limit: String(AUDIT_PAGE),
+          continuationToken: auditToken,
+        }),
+      ]);
+      list = withStatus(list, status);
+      showKey(selected, status, audit, now);
+    } else sections.key.replaceChildren();
+    moving = list.keys.some((k) => k.job && !k.job.done);
     sections.keys.replaceChildren(keysTable(list, selected, now, selectKey));
-    if (selected) await showKey(selected, now);
-    else sections.key.replaceChildren();
     sections.errors.replaceChildren();
     sections.updated.replaceChildren('Updated ', time(new Date(now).toISOString()));
   } catch (error) {
@@ -64,6 +74,20 @@ async function refresh() {
   } finally {
     if (!document.hidden) timer = window.setTimeout(() => void refresh(), moving ? REFRESH_MS.moving : REFRESH_MS.idle);
   }
+}
+
+/**
+ * The selected key's row as told by the status read after the listing, so that its health and counts never
+ * disagree with the hub table beside it (a hub may fail between the two reads).
+ */
+function withStatus(list: KeyList, status: KeyStatus): KeyList {
+  const keys = list.keys.map((key) => {
+    if (key.keyId !== status.keyId) return key;
+    const hubs = Object.fromEntries(Object.keys(key.hubs).map((standing) => [standing, 0])) as typeof key.hubs;
+    for (const hub of status.hubs) hubs[hub.standing] += 1;
+    return { ...key, ...status, hubs };
+  });
+  return { ...list, keys };
 }
 
 function selectKey(keyId: string) {
@@ -74,11 +98,7 @@ function selectKey(keyId: string) {
   void refresh();
 }
 
-async function showKey(keyId: string, now: number) {
-  const [status, audit] = await Promise.all([
-    api.get<KeyStatus>('keys/status', { keyId }),
-    api.get<AuditPageView>('rotations', { keyId, limit: String(AUDIT_PAGE), continuationToken: auditToken }),
-  ]);
+function showKey(keyId: string, status: KeyStatus, audit: AuditPageView, now: number) {
   hubTable.show(status.hubs);
   if (keyPanelFor !== keyId) {
     keyPanelFor = keyId;
