@@ -1,6 +1,6 @@
 // Start-up, as a cold instance pays it. Every run is a fresh process, and each run is paired with a bare
 // `node -e 0` in the same environment just before it, so that what the machine's load adds shows in both:
-//  - module load: require() of dist/main.js, timed inside the process, in the probe's environment (PATH and the
+//  - module load: import() of dist/main.mjs (as the worker loads an ES module), timed inside the process, in the probe's environment (PATH and the
 //    three settings the app needs; the worker's @azure/functions-core stood in for);
 //  - first health and first keyStatus answers: a fresh local host (`node dist/host.js`, as `npm run serve`) in the
 //    machine's environment plus the emulators' settings, timed from spawn to the answer. keyStatus pays for what
@@ -11,8 +11,8 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { freePort } from '../emulators/ports';
 
-// Stands in for the Functions worker's `@azure/functions-core` (as the local host does), then times require() of
-// the bundle, which registers every function.
+// Stands in for the Functions worker's `@azure/functions-core` (as the local host does), then times the worker's
+// import() of the bundle, which registers every function.
 const LOAD_PROBE = `
 const Module = require('node:module');
 class Disposable { constructor(dispose) { this.dispose = dispose ?? (() => {}); } }
@@ -26,9 +26,10 @@ Module._load = function (request, parent, isMain) {
   return request === '@azure/functions-core' ? core : load.call(this, request, parent, isMain);
 };
 const started = process.hrtime.bigint();
-require(process.argv[1]);
-const ms = Number(process.hrtime.bigint() - started) / 1e6;
-process.stdout.write(JSON.stringify({ ms }));
+import(require('node:url').pathToFileURL(process.argv[1]).href).then(() => {
+  const ms = Number(process.hrtime.bigint() - started) / 1e6;
+  process.stdout.write(JSON.stringify({ ms }));
+});
 `;
 
 const PROBE_ENVIRONMENT = {
@@ -57,7 +58,7 @@ export interface StartupResult {
   };
   /** `node -e 0`, spawn to exit, in each environment. */
   baselineMs: { probe: number; host: number };
-  /** require('dist/main.js') inside the process. */
+  /** import() of dist/main.mjs inside the process. */
   moduleLoad: StartupFigure;
   /** Spawn of a fresh host to the first answer of GET /api/health. */
   firstHealth: StartupFigure;
@@ -133,7 +134,7 @@ async function firstAnswer(options: StartupOptions, route: string): Promise<numb
 }
 
 export async function measureStartup(options: StartupOptions): Promise<StartupResult> {
-  const bundle = path.join(options.appDir, 'dist/main.js');
+  const bundle = path.join(options.appDir, 'dist/main.mjs');
   const loadAverageBefore = loadavg();
   const series = {
     probeBaseline: [] as number[],

@@ -135,10 +135,10 @@ export async function loadFunctionApp(appDir: string, options: LoadOptions = {})
   // that single warning is easy to miss and nothing else alerts.
   let loadError: Error | undefined;
   try {
-    requireFresh(entryPoint);
+    loadEntryPoint(entryPoint);
   } catch (error) {
     loadError = error instanceof Error ? error : new Error(inspect(error));
-    const main = path.relative(functionAppDirectory, entryPoint) || entryPoint;
+    const main = path.relative(functionAppDirectory, entryPoint.file) || entryPoint.file;
     emit({
       level: 'error',
       category: 'system',
@@ -294,25 +294,50 @@ export async function loadFunctionApp(appDir: string, options: LoadOptions = {})
   };
 }
 
-function resolveEntryPoint(appDir: string): string {
+interface EntryPoint {
+  file: string;
+  /** package.json `type`. */
+  packageType: unknown;
+}
+
+function resolveEntryPoint(appDir: string): EntryPoint {
   const packageJsonPath = path.join(appDir, 'package.json');
   if (!existsSync(packageJsonPath)) throw new Error(`No package.json in ${appDir}: it is not a function app folder.`);
-  let main: unknown;
+  let manifest: { main?: unknown; type?: unknown };
   try {
-    main = (JSON.parse(readFileSync(packageJsonPath, 'utf8')) as { main?: unknown }).main;
+    manifest = JSON.parse(readFileSync(packageJsonPath, 'utf8')) as typeof manifest;
   } catch (error) {
     throw new Error(`${packageJsonPath} is not valid JSON: ${(error as Error).message}`);
   }
+  const { main } = manifest;
   if (typeof main !== 'string' || main.trim() === '') {
     throw new Error(`${packageJsonPath} has no "main": it must name the file that registers the functions.`);
   }
-  const entryPoint = path.resolve(appDir, main);
-  if (!existsSync(entryPoint)) {
-    throw new Error(
-      `"main" in ${packageJsonPath} is "${main}", but ${entryPoint} does not exist (run the build first?).`,
-    );
+  const file = path.resolve(appDir, main);
+  if (!existsSync(file)) {
+    throw new Error(`"main" in ${packageJsonPath} is "${main}", but ${file} does not exist (run the build first?).`);
   }
-  return entryPoint;
+  return { file, packageType: manifest.type };
+}
+
+/** As the worker decides: `.mjs`, or `.js` in a package whose type is "module", is an ES module. */
+function isEsModule(entryPoint: string, packageType: unknown): boolean {
+  return entryPoint.endsWith('.mjs') || (entryPoint.endsWith('.js') && packageType === 'module');
+}
+
+// ES modules cannot be unloaded, so an ES-module app is loaded once per process; the worker runs one app per
+// process anyway.
+const esModulesLoaded = new Set<string>();
+
+function loadEntryPoint({ file, packageType }: EntryPoint): void {
+  if (!isEsModule(file, packageType)) return requireFresh(file);
+  if (esModulesLoaded.has(file)) {
+    throw new Error(`${file} is an ES module and was loaded in this process already; load it in a new process.`);
+  }
+  esModulesLoaded.add(file);
+  // Node.js's own loader, not an import() that a test runner would rewrite: require() takes an ES module (without
+  // top-level await) since Node.js 20.19, and the module's own import() calls then load its chunks natively.
+  createRequire(file)(file);
 }
 
 // Modules loaded by the previous app in this process. A fresh app gets fresh copies (its own `@azure/functions`

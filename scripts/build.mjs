@@ -1,7 +1,7 @@
 // Bundles the function app and the local tools with esbuild (fast module load, one file each).
 import { build, transform } from 'esbuild';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -19,11 +19,16 @@ const common = {
   bundle: true,
   platform: 'node',
   target: 'node20',
-  format: 'cjs',
   sourcemap: true,
   logLevel: 'warning',
   // Supplied by the Azure Functions worker at run time (and by the local host's shim).
   external: ['@azure/functions-core'],
+};
+
+/** The local tools: one CommonJS file each. */
+const toolBuild = {
+  ...common,
+  format: 'cjs',
   // Some SDK packages are bundled from their ES-module builds, which call createRequire(import.meta.url).
   define: { 'import.meta.url': '__bundleUrl' },
   banner: { js: 'var __bundleUrl = require("node:url").pathToFileURL(__filename).href;' },
@@ -79,22 +84,39 @@ async function buildDashboard() {
 
 const started = Date.now();
 await buildDashboard();
-await build({
+// Chunks of an earlier build would otherwise pile up beside the new ones (their names carry a content hash).
+rmSync(path.join(root, 'dist/chunks'), { recursive: true, force: true });
+const appBuild = await build({
   ...common,
-  // What every cold start reads and parses, so it is as small as it can be without renaming anything: identifiers stay,
-  // so error names (`this.name = new.target.name`) and the function names in stack traces read as in the source.
-  // Parsing the bundle is most of its load time; renaming would save bytes, not time. The source map is a separate
-  // file (main.js.map, deployed alongside), linked so that `node --enable-source-maps` maps stack traces to src/.
+  // An ES module split into chunks: main.mjs holds what registering the functions needs, and each adapter with its SDK
+  // is a chunk that its first import() loads (shared code, such as the domain's error classes, gets one chunk of its
+  // own, so there is one copy of each). A cold start reads and parses only main.mjs and the few chunks it imports.
+  format: 'esm',
+  splitting: true,
+  // Identifiers stay, so error names (`this.name = new.target.name`) and the function names in stack traces read as
+  // in the source. Source maps are separate files, linked so that `node --enable-source-maps` maps stack traces to src/.
   minifyWhitespace: true,
   minifySyntax: true,
+  // CommonJS packages bundled into an ES module still call require() (for node: modules, and for the worker's
+  // @azure/functions-core), and the app reads the dashboard page beside itself. Node.js gives an ES module
+  // import.meta.dirname and import.meta.filename (define replaces only free uses of __dirname, not a package's own).
+  banner: {
+    js: 'import { createRequire as __createRequire } from "node:module"; const require = __createRequire(import.meta.url);',
+  },
+  define: { __dirname: 'import.meta.dirname', __filename: 'import.meta.filename' },
   stdin: { contents: functionsEntry(), resolveDir: root, sourcefile: 'app-entry.ts', loader: 'ts' },
-  outfile: path.join(root, 'dist/main.js'),
+  outdir: path.join(root, 'dist'),
+  entryNames: 'main',
+  chunkNames: 'chunks/[name]-[hash]',
+  outExtension: { '.js': '.mjs' },
+  metafile: true,
 });
 await Promise.all(
   Object.entries(tools)
     .filter(([, entry]) => existsSync(path.join(root, entry)))
     .map(([name, entry]) =>
-      build({ ...common, entryPoints: [path.join(root, entry)], outfile: path.join(root, `dist/${name}.js`) }),
+      build({ ...toolBuild, entryPoints: [path.join(root, entry)], outfile: path.join(root, `dist/${name}.js`) }),
     ),
 );
-console.log(`built dist/ in ${Date.now() - started} ms`);
+const appFiles = Object.keys(appBuild.metafile.outputs).filter((file) => file.endsWith('.mjs'));
+console.log(`built dist/ in ${Date.now() - started} ms (the app: main.mjs and ${appFiles.length - 1} chunks)`);

@@ -1,7 +1,7 @@
-// Adapters loaded on first use. In the single CommonJS bundle a dynamic import() of a bundled module is deferred
-// (esbuild turns it into a call of the module's init closure), while a static import runs at load: so the
-// composition root reaches each SDK-backed adapter through import() behind one of these, and a cold start pays
-// for an SDK only when a function first calls the port that needs it.
+// Adapters loaded on first use. The build splits the app at each dynamic import(): an adapter and its SDK are a
+// chunk of their own, read and evaluated only when that import() runs, while a static import would load them with
+// the app. So the composition root reaches each SDK-backed adapter through import() behind one of these, and a cold
+// start pays for an SDK only when a function first calls the port that needs it.
 
 type AsyncMethod = (...args: never[]) => Promise<unknown>;
 type AsyncMethodName<T> = { [K in keyof T]: T[K] extends AsyncMethod ? K : never }[keyof T];

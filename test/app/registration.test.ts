@@ -11,7 +11,7 @@ const settings = {
   ROTATOR_RECONCILE_SCHEDULE: '0 */30 * * * *',
 };
 
-describe('function registrations (dist/main.js, as built by npm run build)', () => {
+describe('function registrations (dist/main.mjs, as built by npm run build)', () => {
   let loaded: LoadedApp;
   beforeAll(async () => {
     Object.assign(process.env, settings);

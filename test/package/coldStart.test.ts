@@ -1,4 +1,4 @@
-// The built app (dist/main.js) loads no Azure SDK until a function calls a port that needs one: health answers
+// The built app (dist/main.mjs) loads no Azure SDK until a function calls a port that needs one: health answers
 // without any, and the first use of storage brings its SDK in. (How long start-up takes is the bench's business.)
 // The signal: every Azure SDK shares @azure/logger, which, when it is evaluated, complains once on stderr about an
 // unknown AZURE_LOG_LEVEL; the bundle carries its own copy, evaluated afresh with each load of the bundle.
@@ -33,7 +33,7 @@ function get(functionName: string, url: string): Promise<RpcHttpData | undefined
 }
 
 beforeAll(async () => {
-  if (!existsSync('dist/main.js')) execFileSync(process.execPath, ['scripts/build.mjs']);
+  if (!existsSync('dist/main.mjs')) execFileSync(process.execPath, ['scripts/build.mjs']);
   storage = http.createServer((_, res) => res.writeHead(403).end());
   await new Promise<void>((resolve) => storage.listen(0, '127.0.0.1', resolve));
   const { port } = storage.address() as AddressInfo;
@@ -52,6 +52,8 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await app?.terminate();
+  // The SDK keeps its connection alive for reuse; close it rather than wait for it to idle out.
+  storage?.closeAllConnections();
   await new Promise((resolve) => storage?.close(resolve));
   for (const [name, value] of Object.entries(saved)) {
     if (value === undefined) delete process.env[name];
@@ -60,7 +62,7 @@ afterAll(async () => {
   errors.mockRestore();
 });
 
-describe('a cold start of dist/main.js', () => {
+describe('a cold start of dist/main.mjs', () => {
   it('answers health without evaluating any Azure SDK', async () => {
     expect(sdkLoaded()).toBe(false);
     const answer = await get('health', 'http://localhost/api/health');

@@ -15,6 +15,7 @@ import {
 import { SourceMap } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
+import { init as initModuleLexer, parse as parseModule } from 'es-module-lexer';
 import { unzipSync } from 'fflate';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LoadedApp } from '../../host/registry';
@@ -22,7 +23,9 @@ import { loadFunctionApp } from '../../host/registry';
 
 const ZIP = 'dist/cmk-rotator.zip';
 const STAGED = 'dist/app';
-const PACKAGE_FILES = ['dashboard.html', 'host.json', 'main.js', 'main.js.map', 'package.json'];
+/** What every package holds besides the chunks of the app (dist/chunks/, whose names carry content hashes). */
+const FIXED_FILES = ['dashboard.html', 'host.json', 'main.mjs', 'main.mjs.map', 'package.json'];
+const packageFiles = () => [...FIXED_FILES, ...readdirSync('dist/chunks').map((name) => `chunks/${name}`)].sort();
 
 /** What the app must register (the Event Grid subscription and the docs depend on these). */
 const EXPECTED_FUNCTIONS = [
@@ -68,12 +71,15 @@ let appDir: string;
 
 beforeAll(() => {
   // `npm test` builds first; build here only when run on a fresh checkout.
-  if (!existsSync('dist/main.js')) node('scripts/build.mjs');
+  if (!existsSync('dist/main.mjs')) node('scripts/build.mjs');
   node('scripts/package.mjs');
   unzipped = unzipSync(readFileSync(ZIP));
   // Outside the repository, so nothing can be resolved from its node_modules.
   appDir = mkdtempSync(path.join(os.tmpdir(), 'cmk-rotator-package-'));
-  for (const [name, content] of Object.entries(unzipped)) writeFileSync(path.join(appDir, name), content);
+  for (const [name, content] of Object.entries(unzipped)) {
+    mkdirSync(path.dirname(path.join(appDir, name)), { recursive: true });
+    writeFileSync(path.join(appDir, name), content);
+  }
 }, 60_000);
 
 afterAll(() => {
@@ -81,32 +87,56 @@ afterAll(() => {
 });
 
 describe('dist/cmk-rotator.zip', () => {
-  it('holds the bundle, its source map, host.json and a production package.json, and no node_modules', () => {
-    expect(Object.keys(unzipped).sort()).toEqual(PACKAGE_FILES);
+  it('holds the bundle and its chunks with their source maps, host.json and a production package.json, and no node_modules', () => {
+    expect(Object.keys(unzipped).sort()).toEqual(packageFiles());
+    expect(Object.keys(unzipped).filter((name) => name.startsWith('chunks/')).length).toBeGreaterThan(0);
     expect(Buffer.from(unzipped['host.json']!).equals(readFileSync('host.json'))).toBe(true);
 
     const manifest = JSON.parse(Buffer.from(unzipped['package.json']!).toString('utf8')) as Record<string, unknown>;
     const project = JSON.parse(readFileSync('package.json', 'utf8')) as Record<string, unknown>;
-    expect(manifest).toMatchObject({ name: project.name, version: project.version, main: 'main.js', dependencies: {} });
+    expect(manifest).toMatchObject({
+      name: project.name,
+      version: project.version,
+      main: 'main.mjs',
+      dependencies: {},
+    });
     expect(manifest).not.toHaveProperty('devDependencies');
     expect(manifest).not.toHaveProperty('scripts');
   });
 
   it('has the same files azd deploys from dist/app', () => {
-    expect(readdirSync(STAGED).sort()).toEqual(PACKAGE_FILES);
-    for (const name of PACKAGE_FILES) {
+    const staged = readdirSync(STAGED, { recursive: true, withFileTypes: true })
+      .filter((entry) => entry.isFile())
+      .map((entry) => path.relative(STAGED, path.join(entry.parentPath, entry.name)));
+    expect(staged.sort()).toEqual(packageFiles());
+    for (const name of packageFiles()) {
       expect(Buffer.from(unzipped[name]!).equals(readFileSync(path.join(STAGED, name))), name).toBe(true);
     }
   });
 
   it('has a source map that maps the minified bundle back to the sources (for stack traces)', () => {
-    const bundle = Buffer.from(unzipped['main.js']!).toString('utf8');
-    const map = new SourceMap(JSON.parse(Buffer.from(unzipped['main.js.map']!).toString('utf8')) as never);
+    const bundle = Buffer.from(unzipped['main.mjs']!).toString('utf8');
+    const map = new SourceMap(JSON.parse(Buffer.from(unzipped['main.mjs.map']!).toString('utf8')) as never);
     const at = bundle.indexOf('function healthHandler(');
     const before = bundle.slice(0, at).split('\n');
     const entry = map.findEntry(before.length - 1, before.at(-1)!.length);
-    expect(bundle.endsWith('//# sourceMappingURL=main.js.map\n')).toBe(true);
+    expect(bundle.endsWith('//# sourceMappingURL=main.mjs.map\n')).toBe(true);
     expect(entry).toMatchObject({ originalSource: expect.stringMatching(/functions\/health\.ts$/) });
+  });
+
+  it('holds every module the app imports, statically or on first use', async () => {
+    await initModuleLexer;
+    const modules = Object.keys(unzipped).filter((name) => name.endsWith('.mjs'));
+    const missing = modules.flatMap((name) => {
+      const [imports] = parseModule(Buffer.from(unzipped[name]!).toString('utf8'));
+      return imports
+        .map((i) => i.n)
+        .filter((specifier) => specifier?.startsWith('.'))
+        .map((specifier) => path.posix.join(path.posix.dirname(name), specifier!))
+        .filter((target) => !(target in unzipped));
+    });
+    expect(modules.length).toBeGreaterThan(2);
+    expect(missing).toEqual([]);
   });
 
   it('is byte-for-byte the same when packaged again', () => {
@@ -156,7 +186,7 @@ describe('the packaged app', () => {
 });
 
 describe('scripts/package.mjs', () => {
-  it('refuses a bundle that still requires a package at run time', () => {
+  it('refuses a bundle that still imports a package at run time', () => {
     const root = mkdtempSync(path.join(os.tmpdir(), 'cmk-rotator-unbundled-'));
     try {
       mkdirSync(path.join(root, 'scripts'));
@@ -165,15 +195,17 @@ describe('scripts/package.mjs', () => {
       copyFileSync('package.json', path.join(root, 'package.json'));
       copyFileSync('host.json', path.join(root, 'host.json'));
       symlinkSync(path.resolve('node_modules'), path.join(root, 'node_modules'), 'dir');
+      mkdirSync(path.join(root, 'dist/chunks'));
       writeFileSync(
-        path.join(root, 'dist/main.js'),
-        'require("@azure/functions-core");\nrequire("node:fs");\nconst z = require("zod");\n',
+        path.join(root, 'dist/main.mjs'),
+        'import { createRequire } from "node:module";\nconst require = createRequire(import.meta.url);\nrequire("@azure/functions-core");\nawait import("./chunks/tables.mjs");\n',
       );
-      writeFileSync(path.join(root, 'dist/main.js.map'), '{}');
+      writeFileSync(path.join(root, 'dist/main.mjs.map'), '{}');
+      writeFileSync(path.join(root, 'dist/chunks/tables.mjs'), 'import * as z from "zod";\nexport { z };\n');
 
       const result = spawnSync(process.execPath, ['scripts/package.mjs'], { cwd: root, encoding: 'utf8' });
       expect(result.status).toBe(1);
-      expect(result.stderr).toContain('dist/main.js still requires zod at run time');
+      expect(result.stderr).toContain('dist/chunks/tables.mjs still loads zod at run time');
       expect(existsSync(path.join(root, 'dist/cmk-rotator.zip'))).toBe(false);
     } finally {
       rmSync(root, { recursive: true, force: true });
