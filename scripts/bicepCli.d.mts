@@ -1,4 +1,4 @@
-// Types for scripts/bicep-cli.mjs, which runs under plain Node.js (no build step) and is imported by the tests.
+// Types for scripts/bicepCli.mjs, which runs under plain Node.js (no build step) and is imported by the tests.
 export const BICEP_VERSION: string;
 export const ENTRY_TEMPLATES: string[];
 

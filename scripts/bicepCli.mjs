@@ -1,6 +1,6 @@
 // Finds a Bicep CLI and runs it: `bicep` on PATH, the one `az bicep` installed, or the NuGet package
 // Azure.Bicep.CommandLine.<rid> restored through `dotnet` into .cache/bicep/ (nothing is fetched from anywhere but the
-// package registry). Shared by scripts/infra-check.mjs and the tests that compile the templates.
+// package registry). Shared by scripts/infraCheck.mjs and the tests that compile the templates.
 import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';

@@ -1,7 +1,7 @@
 // Bundles the function app and the local tools with esbuild (fast module load, one file each).
 import { build, transform } from 'esbuild';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -29,11 +29,11 @@ const common = {
   banner: { js: 'var __bundleUrl = require("node:url").pathToFileURL(__filename).href;' },
 };
 
+// The tools (npm workspaces under tools/) that serve or drive this app, bundled beside dist/main.js.
 const tools = {
-  host: 'host/main.ts',
-  emulators: 'emulators/main.ts',
-  sandbox: 'scripts/sandbox.ts',
-  bench: 'bench/main.ts',
+  host: 'tools/local-host/src/main.ts',
+  sandbox: 'tools/sandbox/src/main.ts',
+  bench: 'tools/bench/src/main.ts',
 };
 
 const sha256 = (text) => `'sha256-${createHash('sha256').update(text).digest('base64')}'`;
@@ -91,10 +91,8 @@ await build({
   outfile: path.join(root, 'dist/main.js'),
 });
 await Promise.all(
-  Object.entries(tools)
-    .filter(([, entry]) => existsSync(path.join(root, entry)))
-    .map(([name, entry]) =>
-      build({ ...common, entryPoints: [path.join(root, entry)], outfile: path.join(root, `dist/${name}.js`) }),
-    ),
+  Object.entries(tools).map(([name, entry]) =>
+    build({ ...common, entryPoints: [path.join(root, entry)], outfile: path.join(root, `dist/${name}.js`) }),
+  ),
 );
 console.log(`built dist/ in ${Date.now() - started} ms`);

@@ -18,7 +18,7 @@ import {
   lintTemplates,
   nugetPackageId,
   withoutGenerator,
-} from './bicep-cli.mjs';
+} from './bicepCli.mjs';
 
 const args = new Set(process.argv.slice(2));
 const requireCli = args.has('--require-cli') || process.env.CI === 'true';

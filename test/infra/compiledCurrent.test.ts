@@ -5,14 +5,14 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { BicepCli } from '../../scripts/bicep-cli.mjs';
+import type { BicepCli } from '../../scripts/bicepCli.mjs';
 import {
   BICEP_VERSION,
   ENTRY_TEMPLATES,
   compileTemplates,
   findBicep,
   withoutGenerator,
-} from '../../scripts/bicep-cli.mjs';
+} from '../../scripts/bicepCli.mjs';
 
 let cli: BicepCli;
 let compiled: Record<string, string> = {};

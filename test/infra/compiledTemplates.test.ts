@@ -1,11 +1,11 @@
 // Checks the compiled templates (infra/main.json, infra/key-vault-events.json: what ARM receives) against what the
-// app reads, the access it needs, and what azd and the hooks expect. compiled-current.test.ts keeps them current.
+// app reads, the access it needs, and what azd and the hooks expect. compiledCurrent.test.ts keeps them current.
 import { readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { ArmParameter, ArmTemplate, Placed } from './arm';
 import { allResources, contextOf, findModule, inputsOf, loadTemplate, modulePath, trace } from './arm';
-import { NOT_SET_IN_AZURE, settingsTheAppReads } from './app-settings';
+import { NOT_SET_IN_AZURE, settingsTheAppReads } from './appSettings';
 
 const ROLES: Record<string, string> = {
   'acdd72a7-3385-48ef-bd42-f606fba81ae7': 'Reader',

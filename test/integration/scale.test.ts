@@ -2,7 +2,7 @@
 // 2xx with the job opened and a task per hub, while the hubs' steps only start on the queue. How fast is the bench's
 // business (`npm run bench`); the latency is logged here, not asserted.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cmkHub } from '../../emulators/arm';
+import { cmkHub } from '@cmk-rotator/emulators/arm';
 import { HUB_IDENTITY, SUB_A, SUB_B, startHarness } from '../support/harness';
 import type { Harness } from '../support/harness';
 import {

@@ -2,7 +2,7 @@
 // says "not now") wait on the queue as long as ARM asked, without spending an attempt, and every hub still moves
 // exactly once; and the budget that paces them is one per subscription, shared by every instance.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ThrottlingSettings } from '../../emulators/arm';
+import type { ThrottlingSettings } from '@cmk-rotator/emulators/arm';
 import { SUB_A, SUB_B, startHarness } from '../support/harness';
 import type { AppInstance, Harness, JobView } from '../support/harness';
 import { acceptedPuts, expectAllOn, hub, keyIdOf, resultsOf, settleIfAny } from '../support/fleet';

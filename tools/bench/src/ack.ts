@@ -1,7 +1,7 @@
 // Event Grid's side of a delivery: the same Key Vault event posted to the app's webhook, again every few seconds
 // (at-least-once delivery, to whichever instance), each answer timed.
 import { randomBytes } from 'node:crypto';
-import type { KeyVaultEventGridEvent as EventGridEvent } from '../emulators/contracts';
+import type { KeyVaultEventGridEvent as EventGridEvent } from '@cmk-rotator/emulators/contracts';
 
 export function keyEvent(vault: string, type: string, keyName: string, version: string): EventGridEvent {
   return {

@@ -1,8 +1,8 @@
 // A burst of Key Vault events that concern no hub, delivered to the app's Event Grid webhook the way Event Grid
 // delivers: one event per POST (the default batch size for webhooks), several deliveries in flight.
 import { randomBytes } from 'node:crypto';
-import type { KeyVaultEventGridEvent as EventGridEvent } from '../emulators/contracts';
-import { mapWithConcurrency } from '../src/domain/concurrency';
+import type { KeyVaultEventGridEvent as EventGridEvent } from '@cmk-rotator/emulators/contracts';
+import { mapWithConcurrency } from '../../../src/domain/concurrency';
 
 export interface UnrelatedKey {
   name: string;

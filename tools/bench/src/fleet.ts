@@ -1,8 +1,8 @@
 // The benchmark's IoT hub fleet: hubs seeded straight into the ARM emulator (no HTTP, no write tokens spent),
 // each encrypted with a customer-managed key, as a real fleet would be.
-import { cmkHub } from '../emulators/arm';
-import type { RunningArmEmulator } from '../emulators/arm';
-import { mapWithConcurrency } from '../src/domain/concurrency';
+import { cmkHub } from '@cmk-rotator/emulators/arm';
+import type { RunningArmEmulator } from '@cmk-rotator/emulators/arm';
+import { mapWithConcurrency } from '../../../src/domain/concurrency';
 
 export interface HubRef {
   subscriptionId: string;

@@ -9,7 +9,7 @@ import { execFile, spawn } from 'node:child_process';
 import { cpus, loadavg } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import { freePort } from '../emulators/ports';
+import { freePort } from '@cmk-rotator/emulators/tcpPorts';
 
 // Stands in for the Functions worker's `@azure/functions-core` (as the local host does), then times require() of
 // the bundle, which registers every function.

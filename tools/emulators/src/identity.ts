@@ -14,7 +14,7 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
 import { issueToken } from './auth';
-import { listenOnLoopback } from './ports';
+import { listenOnLoopback } from './tcpPorts';
 
 /** The only api-version msal-node's App Service source sends. */
 export const APP_SERVICE_MSI_API_VERSION = '2019-08-01';

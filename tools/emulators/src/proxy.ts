@@ -3,7 +3,7 @@
 // need HTTPS_PROXY (which every Azure SDK pipeline honours); hosts with no route are refused, never dialled.
 import http from 'node:http';
 import net from 'node:net';
-import { listenOnLoopback } from './ports';
+import { listenOnLoopback } from './tcpPorts';
 
 export interface ProxyRoute {
   /** `host` or `*.suffix` (matches any depth below the suffix). */

@@ -12,7 +12,7 @@ import { startIdentityEndpoint } from './identity';
 import type { RunningIdentityEndpoint } from './identity';
 import { KEY_VAULT_HOST_PATTERN, startKeyVaultEmulator } from './keyvault';
 import type { RunningKeyVaultEmulator } from './keyvault';
-import { assertPortFree } from './ports';
+import { assertPortFree } from './tcpPorts';
 import { startAzureProxy } from './proxy';
 import type { RunningProxy } from './proxy';
 import { ensureDevCertificate } from './tls';

@@ -1,8 +1,8 @@
 // Runs once before any test worker starts: trusts the emulators' CA in every worker and starts Azurite.
 import path from 'node:path';
 import type { TestProject } from 'vitest/node';
-import { startAzurite } from '../../emulators/azurite';
-import { ensureDevCertificate } from '../../emulators/tls';
+import { startAzurite } from './azurite';
+import { ensureDevCertificate } from './tls';
 
 declare module 'vitest' {
   export interface ProvidedContext {

@@ -3,7 +3,7 @@
 import type { IotHubDescription, IotHubProperties } from '@azure/arm-iothub';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { IotHubClient } from '@azure/arm-iothub';
-import type { RunningArmEmulator } from '../../emulators/arm';
+import type { RunningArmEmulator } from '../src/arm';
 import {
   GA,
   hubBody,
@@ -17,8 +17,8 @@ import {
   SUB,
   UAI,
   writableCopy,
-} from './arm-bed';
-import type { ArmBed, FakeKeyVault, HubJson } from './arm-bed';
+} from './armBed';
+import type { ArmBed, FakeKeyVault, HubJson } from './armBed';
 
 describe('ARM emulator for Microsoft.Devices/IotHubs: resources', () => {
   let bed: ArmBed;

@@ -13,15 +13,15 @@ import {
 } from '@azure/core-rest-pipeline';
 import type { HttpMethods, PipelineResponse } from '@azure/core-rest-pipeline';
 import { expect } from 'vitest';
-import { issueToken } from '../../emulators/auth';
-import { EmulatorClock } from '../../emulators/clock';
-import type { KeyVaultCrypto } from '../../emulators/contracts';
-import { KeyUseError } from '../../emulators/contracts';
-import { startArmEmulator } from '../../emulators/arm';
-import type { ArmEmulatorOptions, RunningArmEmulator } from '../../emulators/arm';
-import { startAzureProxy } from '../../emulators/proxy';
-import type { RunningProxy } from '../../emulators/proxy';
-import { ensureDevCertificate } from '../../emulators/tls';
+import { issueToken } from '../src/auth';
+import { EmulatorClock } from '../src/clock';
+import type { KeyVaultCrypto } from '../src/contracts';
+import { KeyUseError } from '../src/contracts';
+import { startArmEmulator } from '../src/arm';
+import type { ArmEmulatorOptions, RunningArmEmulator } from '../src/arm';
+import { startAzureProxy } from '../src/proxy';
+import type { RunningProxy } from '../src/proxy';
+import { ensureDevCertificate } from '../src/tls';
 
 export const SUB = '00000000-0000-0000-0000-0000000000aa';
 export const OTHER_SUB = '00000000-0000-0000-0000-0000000000bb';

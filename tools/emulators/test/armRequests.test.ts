@@ -9,14 +9,14 @@ import {
 import type { HttpMethods } from '@azure/core-rest-pipeline';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { issueToken } from '../../emulators/auth';
-import { startArmEmulator } from '../../emulators/arm';
+import { issueToken } from '../src/auth';
+import { startArmEmulator } from '../src/arm';
 import type { IotHubClient } from '@azure/arm-iothub';
-import type { RunningArmEmulator } from '../../emulators/arm';
-import type { EmulatorClock } from '../../emulators/clock';
-import { ensureDevCertificate } from '../../emulators/tls';
-import { hubBody, hubPath, keyOf, OTHER_SUB, PREVIEW, ref, RG, startArmBed, SUB, toRaw } from './arm-bed';
-import type { ArmBed, FakeKeyVault, HubJson } from './arm-bed';
+import type { RunningArmEmulator } from '../src/arm';
+import type { EmulatorClock } from '../src/clock';
+import { ensureDevCertificate } from '../src/tls';
+import { hubBody, hubPath, keyOf, OTHER_SUB, PREVIEW, ref, RG, startArmBed, SUB, toRaw } from './armBed';
+import type { ArmBed, FakeKeyVault, HubJson } from './armBed';
 
 const tls = ensureDevCertificate(path.resolve('.data/test-tls'));
 

@@ -1,10 +1,10 @@
 // Timing in the ARM emulator: ARM's per-subscription read/write/delete buckets, how long each hub's operations run,
 // and the Retry-After the emulator advertises while they do.
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { RunningArmEmulator } from '../../emulators/arm';
-import type { EmulatorClock } from '../../emulators/clock';
-import { hubBody, hubPath, OTHER_SUB, ref, RG, startArmBed, SUB } from './arm-bed';
-import type { ArmBed, HubJson } from './arm-bed';
+import type { RunningArmEmulator } from '../src/arm';
+import type { EmulatorClock } from '../src/clock';
+import { hubBody, hubPath, OTHER_SUB, ref, RG, startArmBed, SUB } from './armBed';
+import type { ArmBed, HubJson } from './armBed';
 
 const READS = 'x-ms-ratelimit-remaining-subscription-reads';
 const WRITES = 'x-ms-ratelimit-remaining-subscription-writes';

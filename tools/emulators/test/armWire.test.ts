@@ -2,9 +2,9 @@
 // back is refused as the service refuses it, and each error comes in the body of whoever answers it (ARM's front
 // door: `{ error: { code, message } }`; the IoT Hub RP: ErrorDetails at the top level).
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { RunningArmEmulator } from '../../emulators/arm';
-import { hubBody, hubPath, keyOf, ref, startArmBed, UAI, writableCopy } from './arm-bed';
-import type { ArmBed, FakeKeyVault, HubJson, RawResponse } from './arm-bed';
+import type { RunningArmEmulator } from '../src/arm';
+import { hubBody, hubPath, keyOf, ref, startArmBed, UAI, writableCopy } from './armBed';
+import type { ArmBed, FakeKeyVault, HubJson, RawResponse } from './armBed';
 
 const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 

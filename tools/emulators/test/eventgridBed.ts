@@ -5,8 +5,8 @@ import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
-import type { KeyVaultEventGridEvent } from '../../emulators/contracts';
-import { ensureDevCertificate } from '../../emulators/tls';
+import type { KeyVaultEventGridEvent } from '../src/contracts';
+import { ensureDevCertificate } from '../src/tls';
 
 export const tls = ensureDevCertificate(path.resolve('.data/test-tls'));
 

@@ -2,11 +2,11 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { KeyVaultEventGridEvent } from '../../emulators/contracts';
-import { startEventGridEmulator } from '../../emulators/eventgrid';
-import type { EventGridEmulator, EventGridEmulatorOptions } from '../../emulators/eventgrid';
-import { keyVaultEvent, startWebhook, subscriber, tls } from './eventgrid-bed';
-import type { RecordedRequest, Reply } from './eventgrid-bed';
+import type { KeyVaultEventGridEvent } from '../src/contracts';
+import { startEventGridEmulator } from '../src/eventgrid';
+import type { EventGridEmulator, EventGridEmulatorOptions } from '../src/eventgrid';
+import { keyVaultEvent, startWebhook, subscriber, tls } from './eventgridBed';
+import type { RecordedRequest, Reply } from './eventgridBed';
 
 describe('Event Grid emulator: system topic to webhook subscriptions', () => {
   const cleanups: (() => Promise<void> | void)[] = [];

@@ -5,10 +5,10 @@ import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { startEventGridEmulator } from '../../emulators/eventgrid';
-import type { EventGridEmulator, EventGridEmulatorOptions } from '../../emulators/eventgrid';
-import { keyVaultEvent, startWebhook, subscriber, tls } from './eventgrid-bed';
-import type { RecordedRequest, Reply } from './eventgrid-bed';
+import { startEventGridEmulator } from '../src/eventgrid';
+import type { EventGridEmulator, EventGridEmulatorOptions } from '../src/eventgrid';
+import { keyVaultEvent, startWebhook, subscriber, tls } from './eventgridBed';
+import type { RecordedRequest, Reply } from './eventgridBed';
 
 /** Polls until `check` holds (the test's own timeout bounds the wait). */
 async function until(check: () => boolean): Promise<void> {

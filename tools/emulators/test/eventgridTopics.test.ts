@@ -11,12 +11,12 @@ import {
   generateSharedAccessSignature,
 } from '@azure/eventgrid';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { issueToken } from '../../emulators/auth';
-import { startEventGridEmulator, topicResourceId } from '../../emulators/eventgrid';
-import type { EventGridEmulator, TopicEvent } from '../../emulators/eventgrid';
-import { startAzureProxy } from '../../emulators/proxy';
-import type { RunningProxy } from '../../emulators/proxy';
-import { ensureDevCertificate } from '../../emulators/tls';
+import { issueToken } from '../src/auth';
+import { startEventGridEmulator, topicResourceId } from '../src/eventgrid';
+import type { EventGridEmulator, TopicEvent } from '../src/eventgrid';
+import { startAzureProxy } from '../src/proxy';
+import type { RunningProxy } from '../src/proxy';
+import { ensureDevCertificate } from '../src/tls';
 
 const TOPIC = 'rotation-outcomes';
 const ENDPOINT = `https://${TOPIC}.westeurope-1.eventgrid.azure.net/api/events`;

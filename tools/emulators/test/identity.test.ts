@@ -3,9 +3,9 @@
 // other credential sources (client secrets, workload identity, ...) into the chain.
 import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { APP_SERVICE_MSI_API_VERSION, startIdentityEndpoint } from '../../emulators/identity';
-import { freePort } from '../../emulators/ports';
-import type { RunningIdentityEndpoint } from '../../emulators/identity';
+import { APP_SERVICE_MSI_API_VERSION, startIdentityEndpoint } from '../src/identity';
+import { freePort } from '../src/tcpPorts';
+import type { RunningIdentityEndpoint } from '../src/identity';
 
 /** Variables that would make another credential in DefaultAzureCredential's chain answer (or change MI's source). */
 const CREDENTIAL_VARIABLES = /^(AZURE_|MSI_|IDENTITY_|IMDS_ENDPOINT$|DEFAULT_IDENTITY_CLIENT_ID$)/;

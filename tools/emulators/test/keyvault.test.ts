@@ -7,11 +7,11 @@ import path from 'node:path';
 import { isRestError } from '@azure/core-rest-pipeline';
 import type { RestError } from '@azure/core-rest-pipeline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { issueToken } from '../../emulators/auth';
-import { KeyUseError } from '../../emulators/contracts';
-import { parseKeyIdentifier } from '../../emulators/keyvault';
-import { DAY, VAULT, VAULT_URL, startBed } from './keyvault-bed';
-import type { Bed } from './keyvault-bed';
+import { issueToken } from '../src/auth';
+import { KeyUseError } from '../src/contracts';
+import { parseKeyIdentifier } from '../src/keyvault';
+import { DAY, VAULT, VAULT_URL, startBed } from './keyvaultBed';
+import type { Bed } from './keyvaultBed';
 
 async function restError(promise: Promise<unknown>): Promise<RestError> {
   try {

@@ -4,11 +4,11 @@
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startIdentityEndpoint } from '../../emulators/identity';
-import type { RunningIdentityEndpoint } from '../../emulators/identity';
-import { ensureDevCertificate } from '../../emulators/tls';
-import { VAULT_URL, startBed } from './keyvault-bed';
-import type { Bed } from './keyvault-bed';
+import { startIdentityEndpoint } from '../src/identity';
+import type { RunningIdentityEndpoint } from '../src/identity';
+import { ensureDevCertificate } from '../src/tls';
+import { VAULT_URL, startBed } from './keyvaultBed';
+import type { Bed } from './keyvaultBed';
 
 const CREDENTIAL_VARIABLES =
   /^(AZURE_|MSI_|IDENTITY_|IMDS_ENDPOINT$|DEFAULT_IDENTITY_CLIENT_ID$|HTTPS?_PROXY$|ALL_PROXY$|NO_PROXY$)/i;

@@ -1,7 +1,9 @@
 // A stand-in for `@azure/functions-core`, the module the Azure Functions Node.js worker provides at run time.
-// `@azure/functions` talks to the worker only through it: the app registers its functions, its programming model
-// and its hooks here, and the host invokes functions through that programming model. Types follow
-// Azure/azure-functions-nodejs-library `types-core/index.d.ts` (only what the host uses).
+// `@azure/functions` talks to the worker only through it: the app registers its functions and its programming model
+// here, and the host invokes functions through that programming model. Types follow
+// Azure/azure-functions-nodejs-library `types-core/index.d.ts` (only what the host uses). The host serves what this
+// app registers and nothing more: what it does not support (hooks, cookies, other triggers and bindings) fails
+// loudly with UnsupportedByLocalHost rather than being half-emulated.
 import Module from 'node:module';
 
 export type LogLevel = 'trace' | 'debug' | 'information' | 'warning' | 'error' | 'critical' | 'none';
@@ -11,16 +13,12 @@ export interface RpcNullableString {
   value?: string | null;
 }
 
-export interface RpcHttpCookie {
-  name?: string | null;
-  value?: string | null;
-  domain?: RpcNullableString | null;
-  path?: RpcNullableString | null;
-  expires?: { value?: { seconds?: number | null; nanos?: number | null } | null } | null;
-  secure?: { value?: boolean | null } | null;
-  httpOnly?: { value?: boolean | null } | null;
-  sameSite?: 'none' | 'lax' | 'strict' | 'explicitNone' | null;
-  maxAge?: { value?: number | null } | null;
+/** Something the app asks for that the local host does not do: it stops the host rather than being ignored. */
+export class UnsupportedByLocalHost extends Error {
+  constructor(what: string) {
+    super(`${what} The local host supports only what this app uses; add it there first.`);
+    this.name = 'UnsupportedByLocalHost';
+  }
 }
 
 export interface RpcHttpData {
@@ -31,7 +29,8 @@ export interface RpcHttpData {
   params?: Record<string, string> | null;
   statusCode?: string | null;
   query?: Record<string, string> | null;
-  cookies?: RpcHttpCookie[] | null;
+  /** Never set by this app; the host refuses a response that sets cookies. */
+  cookies?: unknown[] | null;
   nullableHeaders?: Record<string, RpcNullableString> | null;
   nullableParams?: Record<string, RpcNullableString> | null;
   nullableQuery?: Record<string, RpcNullableString> | null;
@@ -80,7 +79,7 @@ export interface CoreInvocationContext {
   invocationId: string;
   request: RpcInvocationRequest;
   metadata: FunctionMetadata & { rawBindings: string[]; scriptFile: string };
-  state?: 'preInvocationHooks' | 'postInvocationHooks' | 'invocation';
+  state?: 'invocation' | undefined;
   log(level: LogLevel, category: LogCategory, message: string): void;
 }
 
@@ -96,10 +95,6 @@ export interface ProgrammingModel {
   getInvocationModel(coreContext: CoreInvocationContext): InvocationModel | Promise<InvocationModel>;
   getCapabilities?(defaults: Record<string, string>): Record<string, string> | Promise<Record<string, string>>;
 }
-
-export type HookName = 'appStart' | 'appTerminate' | 'preInvocation' | 'postInvocation' | 'log';
-const hookNames: readonly string[] = ['appStart', 'appTerminate', 'preInvocation', 'postInvocation', 'log'];
-export type HookCallback = (context: object) => unknown;
 
 export class Disposable {
   static from(...disposables: { dispose(): unknown }[]): Disposable {
@@ -127,7 +122,6 @@ export interface RegisteredCallback {
 /** What one app handed to the worker while it loaded. */
 export class AppRegistrations {
   readonly functions = new Map<string, RegisteredCallback>();
-  readonly hooks = new Map<HookName, HookCallback[]>(hookNames.map((name) => [name as HookName, []]));
   programmingModel: ProgrammingModel | undefined;
   startupFinished = false;
 
@@ -139,7 +133,11 @@ export class AppRegistrations {
       version: '4.0.0-local',
       hostVersion: '4.0.0-local',
       registerFunction: (metadata: FunctionMetadata, callback: FunctionCallback) => this.register(metadata, callback),
-      registerHook: (hookName: string, callback: HookCallback) => this.registerHook(hookName, callback),
+      registerHook: (hookName: string) => {
+        throw new UnsupportedByLocalHost(
+          `The app registers a "${hookName}" hook (app.hook.*); the local host runs none.`,
+        );
+      },
       setProgrammingModel: (model: ProgrammingModel) => {
         this.programmingModel = model;
       },
@@ -147,10 +145,6 @@ export class AppRegistrations {
       log: (level: LogLevel, category: LogCategory, message: string) => this.systemLog(level, category, message),
       Disposable,
     };
-  }
-
-  hooksFor(name: HookName): HookCallback[] {
-    return this.hooks.get(name) ?? [];
   }
 
   private register(metadata: FunctionMetadata, callback: FunctionCallback): Disposable {
@@ -163,16 +157,6 @@ export class AppRegistrations {
     return new Disposable(() => {
       if (this.startupFinished) throw new Error('A function can only be disposed during app startup.');
       this.functions.delete(metadata.name);
-    });
-  }
-
-  private registerHook(hookName: string, callback: HookCallback): Disposable {
-    if (!hookNames.includes(hookName)) throw new RangeError(`Unrecognized hook "${hookName}"`);
-    const callbacks = this.hooksFor(hookName as HookName);
-    callbacks.push(callback);
-    return new Disposable(() => {
-      const index = callbacks.indexOf(callback);
-      if (index >= 0) callbacks.splice(index, 1);
     });
   }
 }

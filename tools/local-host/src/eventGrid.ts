@@ -8,7 +8,7 @@
 // Locally the webhook needs no key, as under `func start`; in Azure it requires
 // `code=<the eventgrid_extension system key>` in the subscription's endpoint URL.
 import type { IncomingHttpHeaders } from 'node:http';
-import { parseJsonBounded } from './http-guards';
+import { parseJsonBounded } from './httpGuards';
 
 export interface WebhookReply {
   status: number;

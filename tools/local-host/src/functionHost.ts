@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import { waitForPort } from './ports';
+import { waitForPort } from '@cmk-rotator/emulators/tcpPorts';
 
 export interface HostLogLine {
   raw: string;

@@ -1,8 +1,9 @@
 // The HTTP trigger's wire shapes: the request as the host hands it to the Node.js worker (`RpcHttp`) and the
 // worker's answer written back as the HTTP response.
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
-import type { RpcHttpCookie, RpcHttpData, RpcInvocationResponse, RpcNullableString } from './core-api';
-import type { WebhookReply } from './event-grid';
+import type { RpcHttpData, RpcInvocationResponse, RpcNullableString } from './coreApi';
+import { UnsupportedByLocalHost } from './coreApi';
+import type { WebhookReply } from './eventGrid';
 import type { RegisteredFunction } from './registry';
 
 /** The request as the host hands it to the Node.js worker (nullable dictionaries, lower-case headers, raw bytes). */
@@ -52,28 +53,13 @@ export function writeHttpResponse(res: ServerResponse, response: RpcHttpData | u
   for (const [name, value] of Object.entries(response.headers ?? {})) {
     if (!['content-length', 'transfer-encoding', 'connection'].includes(name.toLowerCase())) headers[name] = value;
   }
-  const cookies = (response.cookies ?? []).map(toSetCookie);
-  if (cookies.length > 0) headers['set-cookie'] = cookies;
+  if ((response.cookies ?? []).length > 0) {
+    throw new UnsupportedByLocalHost('The function answered with cookies; the local host does not set cookies.');
+  }
   const body =
     response.body?.bytes ?? (typeof response.body?.string === 'string' ? Buffer.from(response.body.string) : undefined);
   res.writeHead(Number(response.statusCode ?? 200), headers);
   res.end(body ? Buffer.from(body) : undefined);
-}
-
-function toSetCookie(cookie: RpcHttpCookie): string {
-  const parts = [`${cookie.name ?? ''}=${cookie.value ?? ''}`, `path=${cookie.path?.value ?? '/'}`];
-  if (cookie.domain?.value) parts.push(`domain=${cookie.domain.value}`);
-  const expires = cookie.expires?.value;
-  if (expires)
-    parts.push(`expires=${new Date(Number(expires.seconds ?? 0) * 1000 + (expires.nanos ?? 0) / 1e6).toUTCString()}`);
-  if (typeof cookie.maxAge?.value === 'number') parts.push(`max-age=${Math.trunc(cookie.maxAge.value)}`);
-  if (cookie.secure?.value) parts.push('secure');
-  // 'none' means "not set"; 'explicitNone' is SameSite=None.
-  if (cookie.sameSite && cookie.sameSite !== 'none') {
-    parts.push(`samesite=${cookie.sameSite === 'explicitNone' ? 'none' : cookie.sameSite}`);
-  }
-  if (cookie.httpOnly?.value) parts.push('httponly');
-  return parts.join('; ');
 }
 
 export function plain(status: number, body: string): WebhookReply {

@@ -3,7 +3,7 @@
 // as the client's fault (4xx), never as a host failure (500). The Functions host in Azure sits behind App Service's
 // front ends, which refuse much of this before it arrives; locally the host itself has to.
 import type { IncomingMessage } from 'node:http';
-import type { WebhookReply } from './event-grid';
+import type { WebhookReply } from './eventGrid';
 
 /** A request refused before it reaches a function; the server answers with `reply`. */
 export class RequestRefused extends Error {

@@ -1,5 +1,5 @@
 import { inspect } from 'node:util';
-import type { LogCategory, LogLevel } from './core-api';
+import type { LogCategory, LogLevel } from './coreApi';
 
 export interface HostLogEntry {
   time: Date;

@@ -11,10 +11,10 @@
 // - with messageEncoding base64, a message that is not base64 goes straight to the poison queue.
 // Two hosts on one queue share its messages through the leases alone, as instances do.
 import type { QueueClient } from '@azure/storage-queue';
-import type { RpcTypedData } from './core-api';
-import type { LogLevel } from './core-api';
-import type { QueueTriggerOptions } from './queue-options';
-import { minimumPollingIntervalMs } from './queue-options';
+import type { RpcTypedData } from './coreApi';
+import type { LogLevel } from './coreApi';
+import type { QueueTriggerOptions } from './queueOptions';
+import { minimumPollingIntervalMs } from './queueOptions';
 import type { InvocationInput } from './registry';
 
 export interface QueueListenerSettings {

@@ -1,12 +1,12 @@
 // Storage queue triggers of a loaded app: each function's queue resolved and checked before the host serves, then one
 // listener per function (see queue-listener.ts).
-import type { LogLevel } from './core-api';
+import type { LogLevel } from './coreApi';
 import { resolveAppSettings } from './ncrontab';
-import { resolveQueueConnection } from './queue-connection';
-import type { RunningQueueListener } from './queue-listener';
-import { isValidQueueName, poisonQueueName, startQueueListener } from './queue-listener';
-import type { QueueTriggerOptions } from './queue-options';
-import { loadQueueTriggerOptions } from './queue-options';
+import { resolveQueueConnection } from './queueConnection';
+import type { RunningQueueListener } from './queueListener';
+import { isValidQueueName, poisonQueueName, startQueueListener } from './queueListener';
+import type { QueueTriggerOptions } from './queueOptions';
+import { loadQueueTriggerOptions } from './queueOptions';
 import type { InvocationInput, RegisteredFunction } from './registry';
 
 export interface QueueTriggers {

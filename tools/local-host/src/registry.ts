@@ -9,14 +9,13 @@ import type {
   BindingInfo,
   CoreInvocationContext,
   FunctionMetadata,
-  HookName,
   LogCategory,
   LogLevel,
   RegisteredCallback,
   RpcInvocationResponse,
   RpcTypedData,
-} from './core-api';
-import { AppRegistrations, provideCoreModule } from './core-api';
+} from './coreApi';
+import { AppRegistrations, provideCoreModule, UnsupportedByLocalHost } from './coreApi';
 import type { HostLogEntry } from './log';
 import { describeError, formatLogLine, isShown } from './log';
 
@@ -59,8 +58,6 @@ export interface LoadedApp {
   loadError?: Error;
   /** Runs one invocation; resolves with the worker's invocation response, rejects with FunctionInvocationError. */
   invoke(functionName: string, input: InvocationInput): Promise<RpcInvocationResponse>;
-  /** Runs the app's `appTerminate` hooks. */
-  terminate(): Promise<void>;
 }
 
 export interface LoadOptions {
@@ -93,6 +90,9 @@ const workerCapabilities = {
 
 const isTriggerType = (type: string): boolean => /trigger$/i.test(type);
 
+/** The triggers this app registers, which the host serves; any other fails the load. */
+const SUPPORTED_TRIGGERS = ['httptrigger', 'eventgridtrigger', 'timertrigger', 'queuetrigger'];
+
 function printToStdout(entry: HostLogEntry): void {
   if (isShown(entry.level)) process.stdout.write(`${formatLogLine(entry)}\n`);
 }
@@ -102,27 +102,7 @@ export async function loadFunctionApp(appDir: string, options: LoadOptions = {})
   const functionAppDirectory = path.resolve(appDir);
   const entryPoint = resolveEntryPoint(functionAppDirectory);
 
-  const appHookData: Record<string, unknown> = {};
-  const appLevelOnlyHookData: Record<string, unknown> = {};
-  const invocationScopes = new Map<string, { hookData: Record<string, unknown>; invocationContext?: unknown }>();
-
-  const emit = (entry: Omit<HostLogEntry, 'time'>): void => {
-    const logHooks = registrations.hooksFor('log');
-    if (logHooks.length === 0) return log({ time: new Date(), ...entry });
-    const scope = entry.invocationId ? invocationScopes.get(entry.invocationId) : undefined;
-    const hookContext = {
-      hookData: scope?.hookData ?? {},
-      appHookData,
-      invocationContext: scope?.invocationContext,
-      category: entry.category,
-      level: entry.level,
-      message: entry.message,
-    };
-    for (const hook of logHooks) hook(hookContext);
-    // Like the worker: hooks may rewrite only the app's own lines.
-    const rewritten = entry.category === 'user' ? { level: hookContext.level, message: hookContext.message } : {};
-    log({ time: new Date(), ...entry, ...rewritten });
-  };
+  const emit = (entry: Omit<HostLogEntry, 'time'>): void => log({ time: new Date(), ...entry });
   const registrations: AppRegistrations = new AppRegistrations((level, category, message) =>
     emit({ level, category, message }),
   );
@@ -132,11 +112,13 @@ export async function loadFunctionApp(appDir: string, options: LoadOptions = {})
   // `Worker was unable to load entry point "<main>": <message>` and carries on: the host indexes whatever was
   // registered before the throw (usually nothing) and keeps running, answering 404 on every route. The local host
   // does the same, so that what is tested here is what Azure does, but it says so at error level, because in Azure
-  // that single warning is easy to miss and nothing else alerts.
+  // that single warning is easy to miss and nothing else alerts. What the local host does not support is another
+  // matter: it stops the host, as serving the app without it would test something other than what Azure runs.
   let loadError: Error | undefined;
   try {
     requireFresh(entryPoint);
   } catch (error) {
+    if (error instanceof UnsupportedByLocalHost) throw error;
     loadError = error instanceof Error ? error : new Error(inspect(error));
     const main = path.relative(functionAppDirectory, entryPoint) || entryPoint;
     emit({
@@ -156,10 +138,6 @@ export async function loadFunctionApp(appDir: string, options: LoadOptions = {})
     }
   }
 
-  const runHooks = async (name: HookName, context: object): Promise<void> => {
-    for (const hook of [...registrations.hooksFor(name)]) await hook(context);
-  };
-  await runHooks('appStart', { hookData: appLevelOnlyHookData, appHookData, functionAppDirectory });
   registrations.startupFinished = true;
 
   const registered = [...registrations.functions.values()];
@@ -182,15 +160,13 @@ export async function loadFunctionApp(appDir: string, options: LoadOptions = {})
     const registeredFunction = registrations.functions.get(functionName);
     if (!registeredFunction || !programmingModel) throw new Error(`The app has no function named "${functionName}".`);
     const invocationId = randomUUID();
-    const scope: { hookData: Record<string, unknown>; invocationContext?: unknown } = { hookData: {} };
-    invocationScopes.set(invocationId, scope);
     const hostLog = (level: LogLevel, message: string): void =>
       emit({ level, category: 'system', functionName, invocationId, message });
     const started = Date.now();
     hostLog('information', `Executing 'Functions.${functionName}' (Reason='${input.reason}', Id=${invocationId})`);
     if (input.details) hostLog('information', input.details);
     try {
-      const response = await runInvocation(registeredFunction, invocationId, input, scope, (level, category, message) =>
+      const response = await runInvocation(registeredFunction, invocationId, input, (level, category, message) =>
         emit({ level, category, functionName, invocationId, message }),
       );
       hostLog(
@@ -206,17 +182,14 @@ export async function loadFunctionApp(appDir: string, options: LoadOptions = {})
         `Executed 'Functions.${functionName}' (Failed, Id=${invocationId}, Duration=${Date.now() - started}ms)`,
       );
       throw failure;
-    } finally {
-      invocationScopes.delete(invocationId);
     }
   }
 
-  /** The worker's invocation sequence: arguments, preInvocation hooks, the call, postInvocation hooks, response. */
+  /** The worker's invocation sequence (no hooks: the app registers none): arguments, the call, the response. */
   async function runInvocation(
     { metadata, callback }: RegisteredCallback,
     invocationId: string,
     input: InvocationInput,
-    scope: { hookData: Record<string, unknown>; invocationContext?: unknown },
     log: (level: LogLevel, category: LogCategory, message: string) => void,
   ): Promise<RpcInvocationResponse> {
     const coreContext: CoreInvocationContext = {
@@ -237,52 +210,16 @@ export async function loadFunctionApp(appDir: string, options: LoadOptions = {})
     };
     const invocationModel = await programmingModel!.getInvocationModel(coreContext);
     const { context, inputs } = await invocationModel.getArguments();
-    scope.invocationContext = context;
-
-    const preInvocation = {
-      hookData: scope.hookData,
-      appHookData,
-      invocationContext: context,
-      inputs,
-      functionCallback: callback,
-    };
-    coreContext.state = 'preInvocationHooks';
-    try {
-      await runHooks('preInvocation', preInvocation);
-    } finally {
-      coreContext.state = undefined;
-    }
-
-    const postInvocation = {
-      hookData: scope.hookData,
-      appHookData,
-      invocationContext: context,
-      inputs: preInvocation.inputs,
-      result: null as unknown,
-      error: null as unknown,
-    };
     coreContext.state = 'invocation';
+    let result: unknown;
     try {
-      postInvocation.result = await invocationModel.invokeFunction(
-        context,
-        preInvocation.inputs,
-        preInvocation.functionCallback,
-      );
+      result = await invocationModel.invokeFunction(context, inputs, callback);
     } catch (error) {
-      postInvocation.error = error;
+      throw error instanceof Error ? error : new Error(inspect(error));
     } finally {
       coreContext.state = undefined;
     }
-
-    coreContext.state = 'postInvocationHooks';
-    try {
-      await runHooks('postInvocation', postInvocation);
-    } finally {
-      coreContext.state = undefined;
-    }
-    const { error } = postInvocation;
-    if (error !== null && error !== undefined) throw error instanceof Error ? error : new Error(inspect(error));
-    return invocationModel.getResponse(context, postInvocation.result);
+    return invocationModel.getResponse(context, result);
   }
 
   return {
@@ -290,7 +227,6 @@ export async function loadFunctionApp(appDir: string, options: LoadOptions = {})
     functions,
     ...(loadError ? { loadError } : {}),
     invoke,
-    terminate: () => runHooks('appTerminate', { hookData: appLevelOnlyHookData, appHookData }),
   };
 }
 
@@ -345,7 +281,20 @@ function systemBindingData(functionName: string): RpcTypedData {
 }
 
 function describeFunction(metadata: FunctionMetadata): RegisteredFunction {
-  const trigger = metadata.bindings[triggerBindingName(metadata)]!;
+  const triggerName = triggerBindingName(metadata);
+  const trigger = metadata.bindings[triggerName]!;
+  if (!SUPPORTED_TRIGGERS.includes(trigger.type.toLowerCase())) {
+    throw new UnsupportedByLocalHost(`Function "${metadata.name}" has a ${trigger.type}; the local host has none.`);
+  }
+  for (const [name, binding] of Object.entries(metadata.bindings)) {
+    const httpOut = trigger.type.toLowerCase() === 'httptrigger' && binding.type.toLowerCase() === 'http';
+    if (name !== triggerName && !(httpOut && binding.direction === 'out')) {
+      throw new UnsupportedByLocalHost(
+        `Function "${metadata.name}" has a ${binding.type} ${binding.direction} binding ("${name}"); the local host ` +
+          'serves triggers and the HTTP response only.',
+      );
+    }
+  }
   const described: RegisteredFunction = {
     name: metadata.name,
     triggerType: trigger.type,

@@ -5,10 +5,10 @@ import { timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { RpcInvocationResponse, RpcTypedData } from './core-api';
-import type { EventGridEvent } from './event-grid';
-import { functionNotFound, processEventGridRequest } from './event-grid';
-import { httpOutput, plain, send, sendJson, toRpcHttp, writeHttpResponse } from './http-conversion';
+import type { RpcInvocationResponse, RpcTypedData } from './coreApi';
+import type { EventGridEvent } from './eventGrid';
+import { functionNotFound, processEventGridRequest } from './eventGrid';
+import { httpOutput, plain, send, sendJson, toRpcHttp, writeHttpResponse } from './httpConversion';
 import {
   RequestRefused,
   assertDeclaredLength,
@@ -19,19 +19,18 @@ import {
   parseJsonBounded,
   readBodyCapped,
   requestUrl,
-} from './http-guards';
+} from './httpGuards';
 import type { HostLogEntry } from './log';
 import { formatLogLine, isShown } from './log';
 import { parseNcrontab, resolveAppSettings } from './ncrontab';
-import { prepareQueueTriggers } from './queue-triggers';
-import type { QueueTriggers } from './queue-triggers';
+import { prepareQueueTriggers } from './queueTriggers';
 import type { RegisteredFunction } from './registry';
 import { loadFunctionApp } from './registry';
 import type { RouteMatcher } from './routes';
 import { compileRoute } from './routes';
 import type { ScheduledTimer } from './timers';
 import { startTimers, timerInfo } from './timers';
-import { assertPortFree } from '../emulators/ports';
+import { assertPortFree } from '@cmk-rotator/emulators/tcpPorts';
 
 export interface LocalHostOptions {
   /** The function app folder: its package.json `main` registers the functions. */
@@ -82,17 +81,9 @@ export async function startLocalHost(options: LocalHostOptions): Promise<LocalHo
   const maxBodyBytes = options.maxRequestBodyBytes ?? defaultMaxRequestBodyBytes;
 
   const app = await loadFunctionApp(options.appDir, { log });
-  let httpRoutes: HttpRoute[];
-  let timers: ScheduledTimer[];
-  let queueTriggers: QueueTriggers;
-  try {
-    ({ httpRoutes, timers } = prepareTriggers(app.functions, functionKey));
-    queueTriggers = prepareQueueTriggers(app.functions, app.appDir, process.env);
-    if (port !== 0) await assertPortFree(port, 'local Functions host');
-  } catch (error) {
-    await app.terminate();
-    throw error;
-  }
+  const { httpRoutes, timers } = prepareTriggers(app.functions, functionKey);
+  const queueTriggers = prepareQueueTriggers(app.functions, app.appDir, process.env);
+  if (port !== 0) await assertPortFree(port, 'local Functions host');
 
   const inFlight = new Set<Promise<unknown>>();
   const track = <T>(work: Promise<T>): Promise<T> => {
@@ -238,14 +229,6 @@ export async function startLocalHost(options: LocalHostOptions): Promise<LocalHo
     (level, functionName, message) => log({ time: new Date(), level, category: 'system', functionName, message }),
   );
   hostLog('information', `Host started on ${url} with ${app.functions.length} function(s).`);
-  for (const fn of app.functions) {
-    if (!['httptrigger', 'eventgridtrigger', 'timertrigger', 'queuetrigger'].includes(fn.triggerType.toLowerCase())) {
-      hostLog(
-        'warning',
-        `"${fn.name}" (${fn.triggerType}) is not triggered locally; run it with POST /admin/functions/${fn.name}.`,
-      );
-    }
-  }
 
   let closing: Promise<void> | undefined;
   const close = async (): Promise<void> => {
@@ -257,7 +240,6 @@ export async function startLocalHost(options: LocalHostOptions): Promise<LocalHo
     await Promise.allSettled([...inFlight]);
     server.closeAllConnections();
     await closed;
-    await app.terminate();
     hostLog('information', 'Host stopped.');
   };
 

@@ -1,6 +1,6 @@
 // Fires timer-triggered functions on their schedules, one invocation at a time per function (the next occurrence is
 // planned once the previous run has finished, so runs never overlap, as with the host's singleton timer lock).
-import type { RpcTypedData } from './core-api';
+import type { RpcTypedData } from './coreApi';
 import type { CronSchedule } from './ncrontab';
 
 export interface ScheduledTimer {

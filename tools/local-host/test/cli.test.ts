@@ -1,11 +1,11 @@
 // `node dist/host.js` as `npm run serve` runs it (see cli-fixture.ts).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { HostBundle } from './cli-fixture';
-import { bundleHost, waitForOutput } from './cli-fixture';
+import type { HostBundle } from './cliFixture';
+import { bundleHost, waitForOutput } from './cliFixture';
 import type { FixtureApp } from './fixture';
 import { createFixtureApp } from './fixture';
 
-describe('npm run serve (host/main.ts)', () => {
+describe('npm run serve (tools/local-host/src/main.ts)', () => {
   let fixture: FixtureApp;
 
   let bundle: HostBundle;

@@ -1,4 +1,4 @@
-// `node dist/host.js` as `npm run serve` runs it: host/main.ts bundled as scripts/build.mjs bundles it, started as a
+// `node dist/host.js` as `npm run serve` runs it: tools/local-host/src/main.ts bundled as scripts/build.mjs bundles it, started as a
 // child process in the app's folder.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -23,7 +23,7 @@ export async function bundleHost(): Promise<HostBundle> {
   const bundleDir = mkdtempSync(path.join(os.tmpdir(), 'host-cli-'));
   const hostScript = path.join(bundleDir, 'host.js');
   await build({
-    entryPoints: [path.resolve('host/main.ts')],
+    entryPoints: [path.resolve('tools/local-host/src/main.ts')],
     outfile: hostScript,
     bundle: true,
     platform: 'node',

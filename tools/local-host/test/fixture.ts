@@ -3,18 +3,9 @@ import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
-/** Registers one function of each kind the host serves, plus hooks, as the real app does through `app.*`. */
+/** Registers one function of each kind the host serves, as the real app does through `app.*`. */
 export const fixtureAppSource = `
 const { app } = require('@azure/functions');
-
-app.hook.preInvocation((context) => {
-  context.hookData.seenBy = 'preInvocation';
-});
-app.hook.postInvocation((context) => {
-  if (context.invocationContext.functionName === 'getItem' && context.result) {
-    context.result.headers = { ...context.result.headers, 'x-hook': context.hookData.seenBy };
-  }
-});
 
 app.http('getItem', {
   route: 'items/{id}',

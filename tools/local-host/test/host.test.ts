@@ -1,7 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { loadFunctionApp } from '../../host/registry';
-import type { LocalHost } from '../../host/server';
-import { startLocalHost } from '../../host/server';
+import { loadFunctionApp } from '../src/registry';
+import type { LocalHost } from '../src/server';
+import { startLocalHost } from '../src/server';
 import type { FixtureApp, LogLine } from './fixture';
 import { createFixtureApp, parseLogLine, waitForLog } from './fixture';
 
@@ -69,6 +69,28 @@ describe('loadFunctionApp', () => {
     const first = await loadFunctionApp(fixture.dir, { log: () => {} });
     const second = await loadFunctionApp(fixture.dir, { log: () => {} });
     expect(second.functions.map((f) => f.name)).toEqual(first.functions.map((f) => f.name));
+  });
+
+  // The host serves what the app registers and nothing more: anything else stops it, rather than being ignored.
+  it.each([
+    ['a hook', `app.hook.preInvocation(() => {});`, /"preInvocation" hook \(app\.hook\.\*\); the local host runs none/],
+    [
+      'another trigger',
+      `app.serviceBusQueue('onMessage', { connection: 'SB', queueName: 'q', handler: () => {} });`,
+      /"onMessage" has a serviceBusTrigger; the local host has none/,
+    ],
+    [
+      'an output binding',
+      `app.http('put', { extraOutputs: [output.storageBlob({ path: 'c/b', connection: 'S' })], handler: () => ({}) });`,
+      /"put" has a blob out binding/,
+    ],
+  ])('fails loudly on %s, which the app does not use', async (_, registration, message) => {
+    const unsupported = createFixtureApp(`const { app, output } = require('@azure/functions');\n${registration}\n`);
+    try {
+      await expect(loadFunctionApp(unsupported.dir, { log: () => {} })).rejects.toThrow(message);
+    } finally {
+      unsupported.remove();
+    }
   });
 
   it('says what is wrong with a folder that is no function app', async () => {
@@ -141,7 +163,6 @@ describe('startLocalHost', () => {
     expect(get.status).toBe(200);
     expect(get.headers.get('content-type')).toBe('application/json');
     expect(get.headers.get('x-reply')).toBe('yes');
-    expect(get.headers.get('x-hook')).toBe('preInvocation'); // pre- and postInvocation hooks ran
     const got = (await get.json()) as Record<string, unknown>;
     expect(got).toMatchObject({ id: '42', q: 'a b', header: 'hello', body: null, functionName: 'getItem' });
 

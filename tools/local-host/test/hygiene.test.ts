@@ -1,8 +1,8 @@
 // The local host refuses malformed and cross-site requests as the client's fault (4xx), never as its own (500).
 import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { LocalHost } from '../../host/server';
-import { startLocalHost } from '../../host/server';
+import type { LocalHost } from '../src/server';
+import { startLocalHost } from '../src/server';
 import type { FixtureApp } from './fixture';
 import { createFixtureApp } from './fixture';
 

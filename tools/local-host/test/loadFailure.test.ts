@@ -2,9 +2,9 @@
 // logs it and carries on with what was registered before the throw, and the host serves that (usually nothing);
 // the local host must do the same, so that local runs and tests see what Azure does.
 import { describe, expect, it } from 'vitest';
-import type { HostLogEntry } from '../../host/log';
-import { loadFunctionApp } from '../../host/registry';
-import { startLocalHost } from '../../host/server';
+import type { HostLogEntry } from '../src/log';
+import { loadFunctionApp } from '../src/registry';
+import { startLocalHost } from '../src/server';
 import { createFixtureApp, parseLogLine } from './fixture';
 
 describe('an app whose entry point throws while loading', () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseNcrontab, resolveAppSettings } from '../../host/ncrontab';
+import { parseNcrontab, resolveAppSettings } from '../src/ncrontab';
 
 const next = (expression: string, after: string): string =>
   parseNcrontab(expression).next(new Date(after)).toISOString();

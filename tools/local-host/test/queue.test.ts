@@ -1,10 +1,10 @@
 // Storage queue triggers on the local host, in process, against Azurite: what the function gets and what happens to
 // the message afterwards, as the Functions host's queue extension does it.
 import { afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
-import type { LocalHost, LocalHostOptions } from '../../host/server';
-import { startLocalHost } from '../../host/server';
+import type { LocalHost, LocalHostOptions } from '../src/server';
+import { startLocalHost } from '../src/server';
 import { parseLogLine, waitForLog } from './fixture';
-import { TestQueues, createQueueApp, eventually, uniqueQueueName } from './queue-fixture';
+import { TestQueues, createQueueApp, eventually, uniqueQueueName } from './queueFixture';
 
 interface Invocation {
   message: unknown;

@@ -5,10 +5,10 @@ import os from 'node:os';
 import path from 'node:path';
 import type { QueueClient } from '@azure/storage-queue';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
-import type { HostBundle, RunningHost } from './cli-fixture';
-import { bundleHost, waitForOutput } from './cli-fixture';
+import type { HostBundle, RunningHost } from './cliFixture';
+import { bundleHost, waitForOutput } from './cliFixture';
 import type { FixtureApp } from './fixture';
-import { TestQueues, createQueueApp, eventually, uniqueQueueName } from './queue-fixture';
+import { TestQueues, createQueueApp, eventually, uniqueQueueName } from './queueFixture';
 
 // Each invocation leaves files in PROBE_DIR: `started-<n>-<pid>-<dequeueCount>`, then `done-...` when it returns.
 // `hold` waits for `release-<n>` on the first delivery; `waitForOtherInstance` waits until another process has

@@ -1,4 +1,4 @@
-// Queue-trigger test apps and the storage they run against (Azurite, started by test/support/global-setup.ts).
+// Queue-trigger test apps and the storage they run against (Azurite, started by tools/emulators/src/vitestSetup.ts).
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';

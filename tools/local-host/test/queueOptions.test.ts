@@ -3,9 +3,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { resolveQueueConnection } from '../../host/queue-connection';
-import { isValidQueueName, poisonQueueName } from '../../host/queue-listener';
-import { loadQueueTriggerOptions, parseQueueTriggerOptions } from '../../host/queue-options';
+import { resolveQueueConnection } from '../src/queueConnection';
+import { isValidQueueName, poisonQueueName } from '../src/queueListener';
+import { loadQueueTriggerOptions, parseQueueTriggerOptions } from '../src/queueOptions';
 
 describe('queue trigger options', () => {
   it("defaults to the host's: 16 per batch, threshold batchSize/2 per core, 1 min polling, 5 dequeues, base64", () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { compileRoute } from '../../host/routes';
+import { compileRoute } from '../src/routes';
 
 describe('route templates', () => {
   it('matches literals case-insensitively and captures decoded parameters', () => {

@@ -4,9 +4,9 @@ import * as z from 'zod';
 import { ArmError } from './errors';
 import type { OperationFailure, RequestCounts, RequestFault, RequestLogEntry } from './faults';
 import { parseInput } from './faults';
-import type { HubDataCheck } from './hub-data';
-import type { JsonObject } from './hub-model';
-import type { HubRef } from './hub-store';
+import type { HubDataCheck } from './hubData';
+import type { JsonObject } from './hubModel';
+import type { HubRef } from './hubStore';
 import type { RequestKind, ThrottlingSettings } from './throttling';
 import type { EffectiveTiming, OperationTimingInput } from './timing';
 

@@ -1,6 +1,6 @@
 // The body of an IoT hub encrypted with a customer-managed key, as a preview api-version PUT carries it: the
 // shape the sandbox, the tests and the benchmark seed their hubs with.
-import type { JsonObject } from './hub-model';
+import type { JsonObject } from './hubModel';
 
 export interface CmkHubOptions {
   keyIdentifier: string;

@@ -3,7 +3,7 @@
 import { createHash } from 'node:crypto';
 import * as z from 'zod';
 import { ArmError, formatPath, iotHubError } from './errors';
-import { ARGUMENT_INVALID } from './hub-readonly';
+import { ARGUMENT_INVALID } from './hubReadonly';
 
 /**
  * GA versions do not know `properties.encryption` (the 6.3.0 SDK sends 2023-06-30); preview versions do.

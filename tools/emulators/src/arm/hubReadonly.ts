@@ -16,7 +16,7 @@
 //   managed through their own API: an unchanged list is accepted, a different one refused.
 import { isDeepStrictEqual } from 'node:util';
 import { ArmError, iotHubError } from './errors';
-import type { JsonObject } from './hub-model';
+import type { JsonObject } from './hubModel';
 
 /** IoT Hub's ArgumentInvalid code, for a request argument the RP refuses. */
 export const ARGUMENT_INVALID = 400004;

@@ -4,11 +4,11 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import type { EmulatorClock } from '../clock';
 import type { KeyVaultCrypto } from '../contracts';
 import { ArmError, iotHubError } from './errors';
-import type { ProtectedHubData, HubDataCheck } from './hub-data';
-import { describeKeyFailure, HubDataVault } from './hub-data';
-import type { ApiFlavour, HubBody, JsonObject, SystemData } from './hub-model';
-import { assertHubName, encryptionOf, normalizeLocation, parseHubBody, renderHub, RESOURCE_TYPE } from './hub-model';
-import { assertWritable } from './hub-readonly';
+import type { ProtectedHubData, HubDataCheck } from './hubData';
+import { describeKeyFailure, HubDataVault } from './hubData';
+import type { ApiFlavour, HubBody, JsonObject, SystemData } from './hubModel';
+import { assertHubName, encryptionOf, normalizeLocation, parseHubBody, renderHub, RESOURCE_TYPE } from './hubModel';
+import { assertWritable } from './hubReadonly';
 
 export interface HubRef {
   subscriptionId: string;

@@ -6,15 +6,15 @@ import { randomUUID } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { EventSink, KeyVaultEventGridEvent } from '../contracts';
-import { DeliveryLog } from './delivery-log';
-import type { DeadLetterReason, DeliveryAttempt, EventDelivery } from './delivery-log';
-import { EndpointHealth } from './endpoint-health';
-import type { DelayedDeliveryPolicy, EndpointHealthReport } from './endpoint-health';
+import { DeliveryLog } from './deliveryLog';
+import type { DeadLetterReason, DeliveryAttempt, EventDelivery } from './deliveryLog';
+import { EndpointHealth } from './endpointHealth';
+import type { DelayedDeliveryPolicy, EndpointHealthReport } from './endpointHealth';
 import { asEventGridEvent, outcomeOf, toCloudEvent } from './payload';
 import type { DeliveryOutcome } from './payload';
 import { EVENT_GRID_ORIGIN, parseSubscription, validateEndpoint } from './subscriptions';
 import type { Subscription, WebhookSubscriptionOptions } from './subscriptions';
-import { WebhookClient, WebhookTimeoutError } from './webhook-client';
+import { WebhookClient, WebhookTimeoutError } from './webhookClient';
 
 export interface DeliveryPolicy {
   /** Delay before attempt n+1 is retrySchedule[n-1]; the last entry repeats. */

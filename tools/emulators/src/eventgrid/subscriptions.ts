@@ -1,8 +1,8 @@
 // Webhook event subscriptions: their settings, and the validation handshake Event Grid runs when one is created
 // (the SubscriptionValidationEvent for the EventGrid schema, the OPTIONS abuse-protection request for CloudEvents).
 import { randomUUID } from 'node:crypto';
-import { isLoopbackHost, redactedEndpoint } from './webhook-client';
-import type { WebhookClient, WebhookResponse } from './webhook-client';
+import { isLoopbackHost, redactedEndpoint } from './webhookClient';
+import type { WebhookClient, WebhookResponse } from './webhookClient';
 
 export type DeliverySchema = 'EventGridSchema' | 'CloudEventSchemaV1_0';
 

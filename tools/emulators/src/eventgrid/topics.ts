@@ -2,7 +2,7 @@
 // with an access key, a SAS token or an Entra ID token; Event Grid's checks, status codes and error body.
 import type http from 'node:http';
 import { verifyBearer } from '../auth';
-import { readBody, sendEventGridError, singleHeader } from './http-util';
+import { readBody, sendEventGridError, singleHeader } from './httpUtil';
 import { equalSecrets, verifySasToken } from './sas';
 import type { CredentialCheck } from './sas';
 import { InvalidEventsError, parseCloudEvents, parseEventGridEvents } from './schema';

@@ -12,7 +12,7 @@ import { createKeyVaultHandler } from './http';
 import type { AdminApi } from './http';
 import { KEY_VAULT_DNS_SUFFIX, KeyVaultError, KeyVaultStore, vaultNameFromHost, vaultUrl } from './store';
 import type { CryptoOperation, RsaAlgorithm } from './store';
-import { listenOnLoopback } from '../ports';
+import { listenOnLoopback } from '../tcpPorts';
 
 export { KEY_VAULT_RESOURCE } from './http';
 export { KeyVaultError, vaultUrl } from './store';
