@@ -188,6 +188,10 @@ export interface ArmBed {
   close(): Promise<void>;
 }
 
+/** A pipeline request's JSON body, or none (an absent body is left out, not set to undefined). */
+export const jsonBody = (body: unknown): { body?: string } =>
+  body === undefined ? {} : { body: JSON.stringify(body) };
+
 export async function startArmBed(options: Partial<ArmEmulatorOptions> = {}): Promise<ArmBed> {
   const tls = ensureDevCertificate(path.resolve('.data/test-tls'));
   const vault = new FakeKeyVault();
@@ -219,7 +223,7 @@ export async function startArmBed(options: Partial<ArmEmulatorOptions> = {}): Pr
       createPipelineRequest({
         url,
         method,
-        body: sendOptions.body === undefined ? undefined : JSON.stringify(sendOptions.body),
+        ...jsonBody(sendOptions.body),
         headers: createHttpHeaders({ 'content-type': 'application/json', ...sendOptions.headers }),
       }),
     );
@@ -261,7 +265,7 @@ export async function startArmBed(options: Partial<ArmEmulatorOptions> = {}): Pr
           createPipelineRequest({
             url: `${arm.url}${adminPath}`,
             method,
-            body: body === undefined ? undefined : JSON.stringify(body),
+            ...jsonBody(body),
           }),
         ),
       );

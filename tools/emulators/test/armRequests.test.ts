@@ -15,7 +15,7 @@ import type { IotHubClient } from '@azure/arm-iothub';
 import type { RunningArmEmulator } from '../src/arm';
 import type { EmulatorClock } from '../src/clock';
 import { ensureDevCertificate } from '../src/tls';
-import { hubBody, hubPath, keyOf, OTHER_SUB, PREVIEW, ref, RG, startArmBed, SUB, toRaw } from './armBed';
+import { hubBody, hubPath, jsonBody, keyOf, OTHER_SUB, PREVIEW, ref, RG, startArmBed, SUB, toRaw } from './armBed';
 import type { ArmBed, FakeKeyVault, HubJson } from './armBed';
 
 const tls = ensureDevCertificate(path.resolve('.data/test-tls'));
@@ -157,7 +157,7 @@ describe('ARM emulator for Microsoft.Devices/IotHubs: requests', () => {
               createPipelineRequest({
                 url: url.startsWith('https://') ? url : `${slow.url}${url}?api-version=${PREVIEW}`,
                 method,
-                body: body === undefined ? undefined : JSON.stringify(body),
+                ...jsonBody(body),
                 headers: createHttpHeaders({ authorization: `Bearer ${issueToken('https://management.azure.com/')}` }),
               }),
             ),

@@ -79,7 +79,7 @@ export interface CoreInvocationContext {
   invocationId: string;
   request: RpcInvocationRequest;
   metadata: FunctionMetadata & { rawBindings: string[]; scriptFile: string };
-  state?: 'invocation' | undefined;
+  state?: 'invocation';
   log(level: LogLevel, category: LogCategory, message: string): void;
 }
 

@@ -33,7 +33,7 @@ export function toRpcHttp(
     nullableHeaders,
     nullableQuery,
     nullableParams,
-    body: body.length > 0 ? { bytes: body } : undefined,
+    ...(body.length > 0 ? { body: { bytes: body } } : {}),
   };
 }
 

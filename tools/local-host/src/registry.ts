@@ -217,7 +217,7 @@ export async function loadFunctionApp(appDir: string, options: LoadOptions = {})
     } catch (error) {
       throw error instanceof Error ? error : new Error(inspect(error));
     } finally {
-      coreContext.state = undefined;
+      delete coreContext.state;
     }
     return invocationModel.getResponse(context, result);
   }

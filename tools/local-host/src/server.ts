@@ -36,12 +36,12 @@ export interface LocalHostOptions {
   /** The function app folder: its package.json `main` registers the functions. */
   appDir: string;
   /** Default 7071, as `func start`; 0 picks a free port. */
-  port?: number;
+  port?: number | undefined;
   /**
    * Required by `function`/`admin` HTTP triggers and the admin API (`x-functions-key` header or `code` query);
    * locally one key stands for Azure's function, host and master keys.
    */
-  functionKey?: string;
+  functionKey?: string | undefined;
   /** Receives each log line; default stdout. */
   log?: (line: string) => void;
   /** Larger request bodies are refused with 413; default Azure's 100 MB. */
@@ -100,7 +100,7 @@ export async function startLocalHost(options: LocalHostOptions): Promise<LocalHo
     metadata?: Record<string, RpcTypedData>,
   ) => {
     try {
-      return await track(app.invoke(name, { trigger, triggerMetadata: metadata, reason }));
+      return await track(app.invoke(name, { trigger, reason, ...(metadata ? { triggerMetadata: metadata } : {}) }));
     } catch {
       return undefined; // the registry has logged the failure
     }

@@ -76,7 +76,7 @@ export interface LogLine {
 export function parseLogLine(line: string): LogLine {
   const match = /^\S+ (\S+) (\S+)(?: (\S+))?: (.*)$/s.exec(line);
   if (!match) throw new Error(`Not a host log line: ${line}`);
-  return { level: match[1]!, source: match[2]!, invocationId: match[3], message: match[4]! };
+  return { level: match[1]!, source: match[2]!, ...(match[3] ? { invocationId: match[3] } : {}), message: match[4]! };
 }
 
 /** Resolves with the first log line that satisfies `predicate`, polling the collected lines. */

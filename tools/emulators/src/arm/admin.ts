@@ -14,7 +14,7 @@ export interface HubSeed extends HubRef {
   /** A preview-api PUT body. */
   hub: JsonObject;
   /** The hub's own operation timing (else the emulator-wide one applies). */
-  timing?: OperationTimingInput;
+  timing?: OperationTimingInput | undefined;
 }
 
 export interface ArmEmulatorControl {

@@ -123,11 +123,11 @@ export interface RequestLogEntry {
   apiVersion: string | null;
   /** Headers a test may want to assert on; never Authorization. */
   headers: {
-    ifMatch?: string;
-    ifNoneMatch?: string;
-    clientRequestId?: string;
-    correlationRequestId?: string;
-    userAgent?: string;
+    ifMatch?: string | undefined;
+    ifNoneMatch?: string | undefined;
+    clientRequestId?: string | undefined;
+    correlationRequestId?: string | undefined;
+    userAgent?: string | undefined;
   };
   status?: number;
   /** Which injected fault shaped the answer, if any. */

@@ -80,9 +80,10 @@ export const INACCESSIBLE = 'Inaccessible';
 const PRECONDITION_FAILED = 412001;
 const NOT_ACTIVE = 409002;
 
+/** The request's If-Match and If-None-Match headers, undefined when absent. */
 export interface Preconditions {
-  ifMatch?: string;
-  ifNoneMatch?: string;
+  ifMatch?: string | undefined;
+  ifNoneMatch?: string | undefined;
 }
 
 export interface StoreOptions {

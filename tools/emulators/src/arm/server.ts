@@ -18,7 +18,7 @@ import { FaultInjector, RequestLog } from './faults';
 import { authenticate, headerValue, parseJson, readBody } from './http';
 import type { ApiFlavour } from './hubModel';
 import { apiFlavourOf } from './hubModel';
-import type { HubOperation, HubRef } from './hubStore';
+import type { HubOperation, HubRef, Preconditions } from './hubStore';
 import { hubKeyOf, IotHubStore } from './hubStore';
 import { SubscriptionThrottle } from './throttling';
 import type { RequestKind } from './throttling';
@@ -36,7 +36,7 @@ export interface ArmEmulatorOptions {
    * Retry-After on async operations (never past the operation's end) and on injected 429/503 answers. Omitted: about
    * a quarter of the operation's duration for operations, 1 s for injected faults.
    */
-  retryAfterSeconds?: number;
+  retryAfterSeconds?: number | undefined;
   /** Hubs per list page before a nextLink. */
   pageSize?: number;
 }
@@ -121,7 +121,7 @@ export async function startArmEmulator(options: ArmEmulatorOptions): Promise<Run
   const retryAfterOf = (operation: HubOperation): number =>
     timings.retryAfter(operation.hubKey, operation.completesAtMs - Date.now());
 
-  const preconditionsOf = ({ headers }: ArmRequest): { ifMatch?: string; ifNoneMatch?: string } => ({
+  const preconditionsOf = ({ headers }: ArmRequest): Preconditions => ({
     ifMatch: headerValue(headers, 'if-match'),
     ifNoneMatch: headerValue(headers, 'if-none-match'),
   });
@@ -226,7 +226,7 @@ export async function startArmEmulator(options: ArmEmulatorOptions): Promise<Run
       return {
         status: 200,
         body: { status: operation.status, ...(operation.error ? { error: operation.error } : {}) },
-        headers: retry,
+        ...(retry ? { headers: retry } : {}),
       };
     }
     if (running) return { status: 202, headers: { ...retry, location: operationUrl(request, operation, false) } };

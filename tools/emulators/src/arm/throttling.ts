@@ -41,10 +41,16 @@ interface BucketLimits {
   refillPerSecond: number;
 }
 
-function bucketLimits(kind: RequestKind, setting: z.output<typeof bucketSchema> | undefined, fallback: boolean) {
+function bucketLimits(
+  kind: RequestKind,
+  setting: z.output<typeof bucketSchema> | undefined,
+  fallback: boolean,
+): BucketLimits | undefined {
   const wanted = setting ?? fallback;
   if (wanted === false) return undefined;
-  return { ...ARM_SUBSCRIPTION_LIMITS[kind], ...(wanted === true ? {} : wanted) };
+  const arm = ARM_SUBSCRIPTION_LIMITS[kind];
+  if (wanted === true) return { ...arm };
+  return { burst: wanted.burst ?? arm.burst, refillPerSecond: wanted.refillPerSecond ?? arm.refillPerSecond };
 }
 
 interface TokenBucket {
@@ -65,12 +71,16 @@ export class SubscriptionThrottle {
       ...(settings.refillPerSecond ? { refillPerSecond: settings.refillPerSecond } : {}),
     };
     const writes = settings.writes ?? (Object.keys(legacyWrites).length > 0 ? legacyWrites : undefined);
-    const limits: Partial<Record<RequestKind, BucketLimits>> = {
-      write: bucketLimits('write', writes, true),
-      delete: bucketLimits('delete', settings.deletes, true),
-      read: bucketLimits('read', settings.reads, false),
-    };
-    for (const kind of Object.keys(limits) as RequestKind[]) if (!limits[kind]) delete limits[kind];
+    const limits: Partial<Record<RequestKind, BucketLimits>> = {};
+    const wanted = [
+      ['write', writes, true],
+      ['delete', settings.deletes, true],
+      ['read', settings.reads, false],
+    ] as const;
+    for (const [kind, setting, fallback] of wanted) {
+      const bucket = bucketLimits(kind, setting, fallback);
+      if (bucket) limits[kind] = bucket;
+    }
     this.limits = limits;
   }
 

@@ -53,7 +53,7 @@ interface PendingDelivery {
   dueAtMs: number;
   lastAttemptTime?: Date;
   lastOutcome?: DeliveryOutcome;
-  lastHttpStatus?: number;
+  lastHttpStatus?: number | undefined;
 }
 
 interface PostResult {

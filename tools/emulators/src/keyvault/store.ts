@@ -109,24 +109,26 @@ interface PersistedState {
   events: KeyVaultEventGridEvent[];
 }
 
+/** A create request's fields, undefined when the body leaves them out. */
 export interface CreateKeyParams {
   kty: string;
-  keySize?: number;
-  crv?: string;
-  keyOps?: string[];
-  enabled?: boolean;
-  nbf?: number | null;
-  exp?: number | null;
-  exportable?: boolean;
-  tags?: Record<string, string>;
+  keySize?: number | undefined;
+  crv?: string | undefined;
+  keyOps?: string[] | undefined;
+  enabled?: boolean | undefined;
+  nbf?: number | null | undefined;
+  exp?: number | null | undefined;
+  exportable?: boolean | undefined;
+  tags?: Record<string, string> | undefined;
 }
 
+/** An update request's fields, undefined when the body leaves them out. */
 export interface UpdateKeyParams {
-  keyOps?: string[];
-  enabled?: boolean;
-  nbf?: number | null;
-  exp?: number | null;
-  tags?: Record<string, string>;
+  keyOps?: string[] | undefined;
+  enabled?: boolean | undefined;
+  nbf?: number | null | undefined;
+  exp?: number | null | undefined;
+  tags?: Record<string, string> | undefined;
 }
 
 export interface KeyVaultStoreOptions {
