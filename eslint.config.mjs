@@ -88,7 +88,7 @@ export default tseslint.config(
   },
   {
     // Tests read JSON answers field by field; typing every response would add noise, not safety.
-    files: ['test/**/*.ts'],
+    files: ['test/**/*.ts', 'tools/*/test/**/*.ts'],
     rules: {
       '@typescript-eslint/no-explicit-any': 'off',
       '@typescript-eslint/no-unsafe-assignment': 'off',

@@ -1,7 +1,7 @@
-// Bundles the function app and the local tools with esbuild (fast module load, one file each).
+// Bundles the function app (an ES module and its chunks) and the local tools (one file each) with esbuild.
 import { build, transform } from 'esbuild';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -34,11 +34,11 @@ const toolBuild = {
   banner: { js: 'var __bundleUrl = require("node:url").pathToFileURL(__filename).href;' },
 };
 
+// The tools (npm workspaces under tools/) that serve or drive this app, bundled beside the app in dist/.
 const tools = {
-  host: 'host/main.ts',
-  emulators: 'emulators/main.ts',
-  sandbox: 'scripts/sandbox.ts',
-  bench: 'bench/main.ts',
+  host: 'tools/local-host/src/main.ts',
+  sandbox: 'tools/sandbox/src/main.ts',
+  bench: 'tools/bench/src/main.ts',
 };
 
 const sha256 = (text) => `'sha256-${createHash('sha256').update(text).digest('base64')}'`;
@@ -112,11 +112,9 @@ const appBuild = await build({
   metafile: true,
 });
 await Promise.all(
-  Object.entries(tools)
-    .filter(([, entry]) => existsSync(path.join(root, entry)))
-    .map(([name, entry]) =>
-      build({ ...toolBuild, entryPoints: [path.join(root, entry)], outfile: path.join(root, `dist/${name}.js`) }),
-    ),
+  Object.entries(tools).map(([name, entry]) =>
+    build({ ...toolBuild, entryPoints: [path.join(root, entry)], outfile: path.join(root, `dist/${name}.js`) }),
+  ),
 );
 const appFiles = Object.keys(appBuild.metafile.outputs).filter((file) => file.endsWith('.mjs'));
 console.log(`built dist/ in ${Date.now() - started} ms (the app: main.mjs and ${appFiles.length - 1} chunks)`);

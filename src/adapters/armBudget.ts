@@ -61,7 +61,8 @@ export interface SharedBudgetOptions {
 interface LocalBucket {
   tokens: number;
   pausedUntil: number;
-  refreshing?: Promise<number>;
+  /** The refresh in flight, if any (cleared to undefined when it settles). */
+  refreshing?: Promise<number> | undefined;
   /** The shared level seen at the last refresh, less what this instance took since: for ARM's corrections. */
   modelled: number;
   lastCorrection: number;

@@ -344,7 +344,7 @@ export class HubSteps {
       toVersion: job.targetVersion,
       ...(job.eventId ? { eventId: job.eventId } : {}),
       ...(task.reason ? { message: task.reason } : {}),
-      ...(task.errorCode ? { errorCode: task.errorCode as AuditRecord['errorCode'] } : {}),
+      ...(task.errorCode ? { errorCode: task.errorCode as NonNullable<AuditRecord['errorCode']> } : {}),
       ...(task.durationMs !== undefined ? { durationMs: task.durationMs } : {}),
     };
     await audit.append([record]);

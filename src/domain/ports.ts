@@ -212,10 +212,10 @@ export interface HubTask {
   /** Not to be worked on before (ARM's Retry-After, or a backoff). */
   notBefore?: Date;
   waiting?: HubTaskWait;
-  /** The long-running operation of our accepted PUT. */
-  operationUrl?: string;
-  /** When our PUT was accepted, for the move's duration. */
-  updateStartedAt?: Date;
+  /** The long-running operation of our accepted PUT (a step sets it to undefined to forget a rolled-back PUT). */
+  operationUrl?: string | undefined;
+  /** When our PUT was accepted, for the move's duration (undefined again once that PUT is forgotten). */
+  updateStartedAt?: Date | undefined;
   /** When the task reached its final state; its audit record and outcome carry this time. */
   finishedAt?: Date;
   /** The final state's audit record and outcome are out (they are sent before this flag, and idempotent). */

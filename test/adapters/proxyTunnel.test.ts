@@ -5,9 +5,9 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { createDefaultHttpClient, createPipelineFromOptions, createPipelineRequest } from '@azure/core-rest-pipeline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startAzureProxy } from '../../emulators/proxy';
-import type { RunningProxy } from '../../emulators/proxy';
-import { ensureDevCertificate } from '../../emulators/tls';
+import { startAzureProxy } from '@cmk-rotator/emulators/proxy';
+import type { RunningProxy } from '@cmk-rotator/emulators/proxy';
+import { ensureDevCertificate } from '@cmk-rotator/emulators/tls';
 import { ProxyTunnelAgent, bypassesProxy, keepAliveThroughProxy } from '../../src/adapters/proxyTunnel';
 
 describe('which requests go through the proxy', () => {

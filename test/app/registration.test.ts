@@ -1,8 +1,8 @@
 // The metadata the real Azure Functions host receives from the app (the same registrations the local host serves).
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadFunctionApp } from '../../host/registry';
-import type { LoadedApp } from '../../host/registry';
+import { loadFunctionApp } from '@cmk-rotator/local-host/registry';
+import type { LoadedApp } from '@cmk-rotator/local-host/registry';
 
 const settings = {
   ROTATOR_ALLOWED_VAULTS: 'https://contoso.vault.azure.net',
@@ -17,8 +17,7 @@ describe('function registrations (dist/main.mjs, as built by npm run build)', ()
     Object.assign(process.env, settings);
     loaded = await loadFunctionApp(path.resolve('.'));
   });
-  afterAll(async () => {
-    await loaded?.terminate();
+  afterAll(() => {
     for (const key of Object.keys(settings)) delete process.env[key];
   });
 

@@ -5,7 +5,7 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cmkHub } from '../../emulators/arm';
+import { cmkHub } from '@cmk-rotator/emulators/arm';
 import { launchChromium, startSandbox } from '../support/browser';
 import type { RunningSandbox } from '../support/browser';
 

@@ -5,7 +5,7 @@ import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import os from 'node:os';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { NOT_SET_IN_AZURE, settingsTheAppReads } from './app-settings';
+import { NOT_SET_IN_AZURE, settingsTheAppReads } from './appSettings';
 import type { BicepFile, BicepResource } from './bicep';
 import {
   arrayItems,

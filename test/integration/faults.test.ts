@@ -3,8 +3,8 @@
 // is reported failed alone; nothing is lost that the reconciler cannot repair.
 import { existsSync, readFileSync } from 'node:fs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { KEY_VAULT_HOST_PATTERN } from '../../emulators/keyvault';
-import { freePort } from '../../emulators/ports';
+import { KEY_VAULT_HOST_PATTERN } from '@cmk-rotator/emulators/keyvault';
+import { freePort } from '@cmk-rotator/emulators/tcpPorts';
 import { SUB_A, startHarness } from '../support/harness';
 import type { Harness } from '../support/harness';
 import {

@@ -2,10 +2,10 @@
 // says "not now") wait on the queue as long as ARM asked, without spending an attempt, and every hub still moves
 // exactly once; and the budget that paces them is one per subscription, shared by every instance.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ThrottlingSettings } from '../../emulators/arm';
+import type { ThrottlingSettings } from '@cmk-rotator/emulators/arm';
 import { SUB_A, SUB_B, startHarness } from '../support/harness';
 import type { AppInstance, Harness, JobView } from '../support/harness';
-import { acceptedPuts, expectAllOn, hub, keyIdOf, resultsOf, settleIfAny } from '../support/fleet';
+import { acceptedPuts, expectAllOn, hub, keyIdOf, resultsOf, settleIfAny, spendReadBudget } from '../support/fleet';
 import type { HubRef } from '../support/harness';
 
 interface Run {
@@ -34,8 +34,17 @@ describe('throttled ARM, one budget per subscription', () => {
     await h?.close();
   });
 
-  /** Seeds `count` hubs of one subscription on a new key, then rotates it under `throttling`, watching the job. */
-  async function rotateUnder(name: string, subscriptionId: string, count: number, throttling: ThrottlingSettings) {
+  /**
+   * Seeds `count` hubs of one subscription on a new key, then rotates it under `throttling`, watching the job. With
+   * `budgetSpent`, a neighbour spends the subscription's read budget as the fleet starts (see spendReadBudget).
+   */
+  async function rotateUnder(
+    name: string,
+    subscriptionId: string,
+    count: number,
+    throttling: ThrottlingSettings,
+    budgetSpent = false,
+  ) {
     const key = await h.createKey(name);
     const refs = Array.from({ length: count }, (_, i) => hub(subscriptionId, `${name}-${i + 1}`));
     for (const ref of refs) await h.seedHub(ref, key.id!);
@@ -46,6 +55,7 @@ describe('throttled ARM, one budget per subscription', () => {
       const planned = await h.api('POST', '/api/keys/rotate', { keyId: keyIdOf(name) });
       expect(planned.status).toBe(200);
       const jobId = planned.body.jobId as string;
+      if (budgetSpent) await spendReadBudget(h, [subscriptionId]);
       let mostWaiting = 0;
       let waitsInFuture = true;
       await h.until(
@@ -107,13 +117,14 @@ describe('throttled ARM, one budget per subscription', () => {
 
   // ARM's own limits (reads 250 + 25/s, writes 200 + 10/s), which the app's budget models: the fleet's reads (a read,
   // a look at the update and a verifying read per hub, more than the read bucket holds) must be paced, and a budget
-  // kept per instance would be spent twice over by two instances.
+  // kept per instance would be spent twice over by two instances. A neighbour spends the read budget as each fleet
+  // starts, so that both runs meet a spent budget on any machine, not only on one that outpaces ARM's refill.
   const ARM_LIMITS: ThrottlingSettings = { enabled: true, reads: true, writes: true };
   const FLEET = 150;
   let oneInstance: Run | undefined;
 
   it(`${FLEET} hubs, one instance, ARM's limits: paced by the budget, few 429s`, async () => {
-    oneInstance = await rotateUnder('one-instance', SUB_A, FLEET, ARM_LIMITS);
+    oneInstance = await rotateUnder('one-instance', SUB_A, FLEET, ARM_LIMITS, true);
 
     await expectEveryHubMovedOnce(oneInstance);
     expect(oneInstance.mostWaiting).toBeGreaterThan(0);
@@ -124,7 +135,7 @@ describe('throttled ARM, one budget per subscription', () => {
   it(`the same fleet on two instances sharing one budget: no more 429s than one instance`, async () => {
     expect(oneInstance, 'the one-instance run').toBeDefined();
     extra.push(await h.startInstance());
-    const twoInstances = await rotateUnder('two-instances', SUB_B, FLEET, ARM_LIMITS);
+    const twoInstances = await rotateUnder('two-instances', SUB_B, FLEET, ARM_LIMITS, true);
 
     await expectEveryHubMovedOnce(twoInstances);
     expect(twoInstances.mostWaiting).toBeGreaterThan(0);

@@ -7,9 +7,9 @@ import { existsSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import type { RpcHttpData } from '../../host/core-api';
-import type { LoadedApp } from '../../host/registry';
-import { loadFunctionApp } from '../../host/registry';
+import type { RpcHttpData } from '@cmk-rotator/local-host/coreApi';
+import type { LoadedApp } from '@cmk-rotator/local-host/registry';
+import { loadFunctionApp } from '@cmk-rotator/local-host/registry';
 
 const SDK_LOADED = 'sdk-evaluated';
 // Azurite's published development key: the storage below is this test's own server, which refuses everything.
@@ -51,7 +51,6 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  await app?.terminate();
   // The SDK keeps its connection alive for reuse; close it rather than wait for it to idle out.
   storage?.closeAllConnections();
   await new Promise((resolve) => storage?.close(resolve));

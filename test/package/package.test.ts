@@ -18,8 +18,8 @@ import path from 'node:path';
 import { init as initModuleLexer, parse as parseModule } from 'es-module-lexer';
 import { unzipSync } from 'fflate';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { LoadedApp } from '../../host/registry';
-import { loadFunctionApp } from '../../host/registry';
+import type { LoadedApp } from '@cmk-rotator/local-host/registry';
+import { loadFunctionApp } from '@cmk-rotator/local-host/registry';
 
 const ZIP = 'dist/cmk-rotator.zip';
 const STAGED = 'dist/app';
@@ -158,8 +158,7 @@ describe('the packaged app', () => {
     app = await loadFunctionApp(appDir, { log: () => undefined });
   }, 30_000);
 
-  afterAll(async () => {
-    await app?.terminate();
+  afterAll(() => {
     for (const [name, value] of Object.entries(saved)) {
       if (value === undefined) delete process.env[name];
       else process.env[name] = value;

@@ -44,7 +44,7 @@ export interface RunningSandbox {
 /** Starts the sandbox on free ports and resolves once its story is told and it waits for Ctrl-C. */
 export async function startSandbox(): Promise<RunningSandbox> {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'cmk-dashboard-'));
-  // The emulators' certificate the test workers already trust (test/support/global-setup.ts).
+  // The emulators' certificate the test workers already trust (tools/emulators/src/vitestSetup.ts).
   mkdirSync(path.join(dataDir, 'tls'));
   copyFileSync(path.resolve('.data/test-tls/emulator-tls.json'), path.join(dataDir, 'tls/emulator-tls.json'));
   const child = spawn(process.execPath, ['dist/sandbox.js'], {

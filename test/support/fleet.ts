@@ -1,6 +1,8 @@
 // Helpers for tests about many hubs under failure: hub fleets, key versions, hand-made Key Vault events, and what
 // ARM and the audit log recorded.
 import { expect } from 'vitest';
+import { ARM_LIMITS } from '../../src/adapters/armBudget';
+import { BUDGET_TABLE, TableBucketStore } from '../../src/adapters/armBudgetTable';
 import { KEY_EVENT_TYPES, KEY_VAULT_SUBSCRIPTION, SUB_A, SUB_B, VAULT_URL } from './harness';
 import type { Harness, HubRef, JobView } from './harness';
 
@@ -146,4 +148,24 @@ export async function hubAudit(h: Harness, name: string, ref: HubRef, toVersion:
   return (await auditOf(h, name))
     .filter((r) => r.hubId?.endsWith(`/${ref.name}`) && r.toVersion === toVersion.split('/').pop())
     .reverse();
+}
+
+/**
+ * A neighbour on the same subscription (another instance of the app, sharing the budget in the app's storage) has
+ * taken the read budget's burst and `seconds` of its refill ahead of need: whoever reads next finds the budget spent
+ * for that long, however fast or slow this machine runs the fleet. (A fleet left to spend the budget by itself spends
+ * it only where this machine steps it faster than ARM refills, 25 reads a second: on a loaded machine it does not,
+ * and a test that needs a spent budget would not get one.) One conditional write of the shared bucket, as the
+ * neighbour's own refresh leaves it, so that a busy fleet cannot outpace it.
+ */
+export async function spendReadBudget(h: Harness, subscriptionIds: string[], seconds = 3): Promise<void> {
+  const store = new TableBucketStore(h.table(BUDGET_TABLE));
+  for (const subscriptionId of subscriptionIds) {
+    const bucket = `${subscriptionId.toLowerCase()}|reads`;
+    for (;;) {
+      const stored = await store.read(bucket);
+      const spent = { tokens: -seconds * ARM_LIMITS.reads.refillPerSecond, at: Date.now(), pausedUntil: 0 };
+      if ((await store.write(bucket, spent, stored?.etag)) !== undefined) break;
+    }
+  }
 }

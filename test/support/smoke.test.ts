@@ -3,8 +3,8 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { TableClient } from '@azure/data-tables';
 import { describe, expect, inject, it } from 'vitest';
-import { startAzureProxy } from '../../emulators/proxy';
-import { ensureDevCertificate } from '../../emulators/tls';
+import { startAzureProxy } from '@cmk-rotator/emulators/proxy';
+import { ensureDevCertificate } from '@cmk-rotator/emulators/tls';
 
 describe('test bed', () => {
   it('workers trust the emulator CA and reach a real host name through the proxy', async () => {

@@ -3,7 +3,7 @@
 // throttled.
 import { describe, expect, it } from 'vitest';
 import { SharedArmBudget } from '../../src/adapters/armBudget';
-import { SubscriptionThrottle } from '../../emulators/arm/throttling';
+import { SubscriptionThrottle } from '@cmk-rotator/emulators/arm/throttling';
 import { MemoryBucketStore } from '../fakes';
 
 describe('SharedArmBudget against ARM', () => {

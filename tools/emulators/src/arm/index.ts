@@ -1,0 +1,13 @@
+export { startArmEmulator } from './server';
+export type { ArmEmulatorOptions, RunningArmEmulator } from './server';
+export type { HubSeed } from './admin';
+export type { OperationFailure, RequestFault, RequestLogEntry } from './faults';
+export type { RequestKind, ThrottlingSettings } from './throttling';
+export { ARM_SUBSCRIPTION_LIMITS } from './throttling';
+export type { EffectiveTiming, OperationTimingInput } from './timing';
+export type { ArmErrorBody, IotHubErrorBody } from './errors';
+export type { HubDataCheck } from './hubData';
+export type { HubRef } from './hubStore';
+export { hubIdOf } from './hubStore';
+export { cmkHub } from './cmkHub';
+export type { CmkHubOptions } from './cmkHub';
