@@ -57,29 +57,31 @@ const say = (line: string) =>
 const text = (value: unknown) => (typeof value === 'string' || typeof value === 'number' ? String(value) : '');
 const short = (id: unknown) => text(id).split('/').pop()?.slice(0, 8) ?? '';
 
-/** Ports: SANDBOX_BASE_PORT (default 7071) for the app, the next eight for the emulators; 0 picks free ones. */
-async function choosePorts(): Promise<{ host: number; stack: StackPorts }> {
+/**
+ * Ports: SANDBOX_BASE_PORT (default 7071) for the app, the next eight for the emulators. With 0, the in-process
+ * emulators listen on ports the system gives them as they start: a port picked ahead and released can be taken by
+ * another process before it is listened on. Only the child processes (Azurite, the function host), which need their
+ * numbers up front, get ports picked for them, just before they start.
+ */
+async function choosePorts(): Promise<{ host: number; stack: Partial<StackPorts> }> {
   const raw = process.env.SANDBOX_BASE_PORT ?? '7071';
   const base = Number(raw);
   if (!Number.isInteger(base) || base < 0 || base > 65_526) {
     throw new Error(`SANDBOX_BASE_PORT must be 0 or a port number up to 65526 (got "${raw}").`);
   }
-  const at = async (offset: number) => (base === 0 ? freePort() : base + offset);
-  const ports = {
-    host: await at(0),
-    stack: {
-      proxy: await at(1),
-      identity: await at(2),
-      keyVault: await at(3),
-      arm: await at(4),
-      eventGrid: await at(5),
-      blob: await at(6),
-      queue: await at(7),
-      table: await at(8),
-    },
+  if (base === 0) return { host: await freePort(), stack: {} };
+  const stack: StackPorts = {
+    proxy: base + 1,
+    identity: base + 2,
+    keyVault: base + 3,
+    arm: base + 4,
+    eventGrid: base + 5,
+    blob: base + 6,
+    queue: base + 7,
+    table: base + 8,
   };
-  await assertPortFree(ports.host, 'function host (SANDBOX_BASE_PORT)');
-  return ports;
+  await assertPortFree(base, 'function host (SANDBOX_BASE_PORT)');
+  return { host: base, stack };
 }
 
 async function seed(stack: RunningStack, keys: KeyClient): Promise<{ v1: string }> {
