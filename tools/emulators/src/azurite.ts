@@ -3,7 +3,8 @@ import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { assertPortFree, freePort, waitForPort } from './tcpPorts';
+import { createInterface } from 'node:readline';
+import { assertPortFree } from './tcpPorts';
 
 /** Azurite's well-known development account (public, documented by Microsoft; not a secret). */
 const DEV_ACCOUNT = 'devstoreaccount1';
@@ -20,12 +21,10 @@ export interface RunningAzurite {
 export async function startAzurite(
   options: { location?: string; blobPort?: number; queuePort?: number; tablePort?: number } = {},
 ): Promise<RunningAzurite> {
-  const ports = {
-    blobPort: options.blobPort ?? (await freePort()),
-    queuePort: options.queuePort ?? (await freePort()),
-    tablePort: options.tablePort ?? (await freePort()),
-  };
-  for (const [name, port] of Object.entries(ports)) await assertPortFree(port, `Azurite ${name}`);
+  // A port left out is 0: Azurite listens on one the system gives it and says which, so no port is picked ahead and
+  // released for another process to take first.
+  const requested = { blob: options.blobPort ?? 0, queue: options.queuePort ?? 0, table: options.tablePort ?? 0 };
+  for (const [name, port] of Object.entries(requested)) if (port) await assertPortFree(port, `Azurite ${name}`);
   const script = createRequire(__filename).resolve('azurite/dist/src/azurite.js');
   const args = [
     script,
@@ -34,11 +33,11 @@ export async function startAzurite(
     '--disableTelemetry',
     '--loose',
     '--blobPort',
-    String(ports.blobPort),
+    String(requested.blob),
     '--queuePort',
-    String(ports.queuePort),
+    String(requested.queue),
     '--tablePort',
-    String(ports.tablePort),
+    String(requested.table),
   ];
   if (options.location) {
     mkdirSync(options.location, { recursive: true });
@@ -46,16 +45,30 @@ export async function startAzurite(
   } else {
     args.push('--inMemoryPersistence');
   }
-  const child: ChildProcess = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child: ChildProcess = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
   const exited = new Promise<never>((_, reject) =>
     child.once('exit', (code) => reject(new Error(`Azurite exited (${code ?? 'signal'}): ${stderr.trim()}`))),
   );
-  await Promise.race([
-    Promise.all([waitForPort(ports.blobPort), waitForPort(ports.tablePort), waitForPort(ports.queuePort)]),
-    exited,
-  ]);
+  const listening = new Promise<Record<'blob' | 'queue' | 'table', number>>((resolve) => {
+    const found: Partial<Record<'blob' | 'queue' | 'table', number>> = {};
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      // "Azurite Blob service is successfully listening at http://127.0.0.1:10000"
+      const match = /Azurite (Blob|Queue|Table) service is successfully listening at \S+:(\d+)/.exec(line);
+      if (!match) return;
+      found[match[1]!.toLowerCase() as 'blob' | 'queue' | 'table'] = Number(match[2]);
+      if (found.blob && found.queue && found.table)
+        resolve({ blob: found.blob, queue: found.queue, table: found.table });
+    });
+  });
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`Azurite did not listen within 30 s: ${stderr.trim()}`)), 30_000);
+  });
+  const listened = await Promise.race([listening, exited, timedOut]).finally(() => clearTimeout(timer));
+  exited.catch(() => undefined);
+  const ports = { blobPort: listened.blob, queuePort: listened.queue, tablePort: listened.table };
   const base = 'http://127.0.0.1';
   return {
     ...ports,
