@@ -23,22 +23,15 @@ export async function startAzurite(
 ): Promise<RunningAzurite> {
   // A port left out is 0: Azurite listens on one the system gives it and says which, so no port is picked ahead and
   // released for another process to take first.
-  const requested = { blob: options.blobPort ?? 0, queue: options.queuePort ?? 0, table: options.tablePort ?? 0 };
+  const requested = {
+    blobPort: options.blobPort ?? 0,
+    queuePort: options.queuePort ?? 0,
+    tablePort: options.tablePort ?? 0,
+  };
   for (const [name, port] of Object.entries(requested)) if (port) await assertPortFree(port, `Azurite ${name}`);
   const script = createRequire(__filename).resolve('azurite/dist/src/azurite.js');
-  const args = [
-    script,
-    '--silent',
-    '--skipApiVersionCheck',
-    '--disableTelemetry',
-    '--loose',
-    '--blobPort',
-    String(requested.blob),
-    '--queuePort',
-    String(requested.queue),
-    '--tablePort',
-    String(requested.table),
-  ];
+  const args = [script, '--silent', '--skipApiVersionCheck', '--disableTelemetry', '--loose'];
+  for (const [name, port] of Object.entries(requested)) args.push(`--${name}`, String(port));
   if (options.location) {
     mkdirSync(options.location, { recursive: true });
     args.push('--location', options.location);
@@ -51,24 +44,19 @@ export async function startAzurite(
   const exited = new Promise<never>((_, reject) =>
     child.once('exit', (code) => reject(new Error(`Azurite exited (${code ?? 'signal'}): ${stderr.trim()}`))),
   );
-  const listening = new Promise<Record<'blob' | 'queue' | 'table', number>>((resolve) => {
-    const found: Partial<Record<'blob' | 'queue' | 'table', number>> = {};
+  const listening = new Promise<typeof requested>((resolve, reject) => {
+    // Unref'd: it must not keep a process alive whose Azurite failed, and firing after the ports are known does nothing.
+    setTimeout(() => reject(new Error(`Azurite did not listen within 30 s: ${stderr.trim()}`)), 30_000).unref();
+    const found: Partial<typeof requested> = {};
     createInterface({ input: child.stdout! }).on('line', (line) => {
       // "Azurite Blob service is successfully listening at http://127.0.0.1:10000"
       const match = /Azurite (Blob|Queue|Table) service is successfully listening at \S+:(\d+)/.exec(line);
       if (!match) return;
-      found[match[1]!.toLowerCase() as 'blob' | 'queue' | 'table'] = Number(match[2]);
-      if (found.blob && found.queue && found.table)
-        resolve({ blob: found.blob, queue: found.queue, table: found.table });
+      found[`${match[1]!.toLowerCase() as 'blob' | 'queue' | 'table'}Port`] = Number(match[2]);
+      if (Object.keys(found).length === 3) resolve(found as typeof requested);
     });
   });
-  let timer: NodeJS.Timeout | undefined;
-  const timedOut = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`Azurite did not listen within 30 s: ${stderr.trim()}`)), 30_000);
-  });
-  const listened = await Promise.race([listening, exited, timedOut]).finally(() => clearTimeout(timer));
-  exited.catch(() => undefined);
-  const ports = { blobPort: listened.blob, queuePort: listened.queue, tablePort: listened.table };
+  const ports = await Promise.race([listening, exited]);
   const base = 'http://127.0.0.1';
   return {
     ...ports,
