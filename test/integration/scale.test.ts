@@ -73,6 +73,10 @@ describe('a 1,000-hub rotation', () => {
     fleetJob = jobIdFor(created);
   }, 120_000);
 
+  /** The neighbour's debt, in seconds of refill, and how long a read waits for its token before its step is delayed. */
+  const NEIGHBOUR_SECONDS = 3;
+  const READ_INLINE_WAIT_SECONDS = 2;
+
   it('an event planned while that fleet spends the read budget is still answered 202', async () => {
     expect(fleetJob, 'the fleet job of the test before').toBeDefined();
     const key = await withoutNearExpiryEvents(h, () => h.createKey('other-cmk', { expiresInDays: 20 }));
@@ -80,9 +84,13 @@ describe('a 1,000-hub rotation', () => {
     // The fleet spends the read budget by itself only where this machine steps it faster than ARM refills; a
     // neighbour spending it too makes sure it is spent here, until the fleet's steps wait on it.
     await h.until(async () => {
-      await spendReadBudget(h, [SUB_A, SUB_B]);
+      await spendReadBudget(h, [SUB_A, SUB_B], NEIGHBOUR_SECONDS);
       return ((await h.job(fleetJob!))?.progress.throttled ?? 0) > 0;
     }, "the fleet's steps waiting on the read budget");
+    // Then the neighbour stops. The event must meet the budget as the fleet alone holds it (no deeper than a read may
+    // wait inline, since longer waits put steps back on the queue instead), not the neighbour's extra debt: that
+    // refills in NEIGHBOUR_SECONDS - READ_INLINE_WAIT_SECONDS, whatever the machine's speed.
+    await new Promise((resolve) => setTimeout(resolve, (NEIGHBOUR_SECONDS - READ_INLINE_WAIT_SECONDS + 0.5) * 1000));
     const status = await h.deliver([keyVaultEvent('KeyNearExpiry', key.id!)]);
     const trouble = h.host.logs.filter((l) => l.event === 'rotation.failed').map((l) => l.raw);
     expect(status, trouble.join('\n')).toBe(202);
